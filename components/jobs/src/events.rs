@@ -1,0 +1,122 @@
+//! GET /api/jobs/{id}/events: Server-Sent Events. Replays the job's recorded events
+//! (from SQLite, so it works whether the job is queued, running or long finished),
+//! then follows new ones until the job ends, and closes. `Last-Event-ID` resumes.
+
+use data20_domain::{ApiError, JobId, Registry, REGISTRY_DIR};
+use data20_http::{error, io, Ctx};
+use data20_jobs::{db_error, Jobs};
+use data20_redis::Redis;
+use data20_sqlite::Db;
+use spin_sdk::http::{Request, Response, ResponseOutparam};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const POLL: Duration = Duration::from_millis(100);
+const KEEPALIVE: Duration = Duration::from_secs(15);
+/// A stream never outlives this; clients reconnect with `Last-Event-ID`.
+const MAX_STREAM: Duration = Duration::from_secs(300);
+
+/// The raw id segment when `path` is `/api/jobs/{id}/events`.
+pub fn route(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/api/jobs/")?;
+    let id = rest.strip_suffix("/events")?;
+    (!id.contains('/')).then_some(id)
+}
+
+pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutparam) {
+    let opened = (|| {
+        let id = JobId::parse(raw_id)?;
+        let last_seq = match data20_http::header(req, "last-event-id")? {
+            None => 0,
+            Some(v) => v.trim().parse::<i64>().map_err(|_| {
+                ApiError::BadRequest("Last-Event-ID must be a number this stream sent".into())
+            })?,
+        };
+        let db = Db::open().map_err(db_error)?;
+        db.job(&id)
+            .map_err(db_error)?
+            .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))?;
+        Ok::<_, ApiError>((id, last_seq, db))
+    })();
+    let (id, mut last_seq, db) = match opened {
+        Ok(v) => v,
+        Err(e) => return io::send(out, ctx.finish(error(&e))).await,
+    };
+    let head = Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .header("x-accel-buffering", "no")
+        .build();
+    let Some(mut sink) = io::Stream::start(out, ctx.finish(head)) else {
+        return;
+    };
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    let started = Instant::now();
+    let mut last_write = Instant::now();
+    if !sink.write(b"retry: 1000\n\n".to_vec()).await {
+        return;
+    }
+    while started.elapsed() < MAX_STREAM {
+        let events = match db.events_after(&id, last_seq) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = sink
+                    .write(
+                        format!(
+                            "event: error\ndata: {}\n\n",
+                            serde_json::json!({"error": e.to_string()})
+                        )
+                        .into_bytes(),
+                    )
+                    .await;
+                return;
+            }
+        };
+        let mut ended = false;
+        for (seq, payload) in events {
+            last_seq = seq;
+            let kind = serde_json::from_str::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|v| v["event"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "message".into());
+            ended |= kind == "job_completed" || kind == "job_failed";
+            if !sink
+                .write(format!("id: {seq}\nevent: {kind}\ndata: {payload}\n\n").into_bytes())
+                .await
+            {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        if ended {
+            return;
+        }
+        if last_write.elapsed() > KEEPALIVE {
+            if !sink.write(b": keep-alive\n\n".to_vec()).await {
+                return;
+            }
+            last_write = Instant::now();
+        }
+        recover_if_stale(&db, &redis, &settings, &id);
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A watched job that nobody runs any more is run here, so the stream can end.
+fn recover_if_stale(db: &Db, redis: &Redis, settings: &data20_domain::Settings, id: &JobId) {
+    let jobs = Jobs {
+        db,
+        redis,
+        settings,
+        source: "api",
+    };
+    if let Ok(record) = jobs.load(id) {
+        if Jobs::is_stale(&record) {
+            if let Ok(registry) = Registry::load_dir(Path::new(REGISTRY_DIR)) {
+                let _ = jobs.run(&registry, id, &record.tool);
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The jobs component: job status, listing, outputs and live events.
+
+// The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
+#![allow(unsafe_code)]
+
+mod events;
+mod routes;
+
+use data20_http::{io, Ctx};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    // These routes take no body: anything sent is refused, not buffered.
+    let (request, body_ok) = io::read_capped(req, 0).await;
+    let ctx = Ctx::new("jobs", &request);
+    if let Err(e) = body_ok {
+        return io::send(out, ctx.finish(data20_http::error(&e))).await;
+    }
+    if matches!(request.method(), Method::Get) {
+        if let Some(id) = events::route(request.path()) {
+            return events::stream(&ctx, &request, id, out).await;
+        }
+    }
+    let mut router = Router::new();
+    router.get("/api/jobs", routes::list);
+    router.get("/api/jobs/:id", routes::status);
+    router.get("/api/jobs/:id/outputs/:name", routes::output);
+    data20_http::add_fallbacks(
+        &mut router,
+        &[
+            "/api/jobs",
+            "/api/jobs/:id",
+            "/api/jobs/:id/outputs/:name",
+            "/api/jobs/:id/events",
+        ],
+    );
+    let resp: Response = router.handle(request);
+    io::send(out, ctx.finish(resp)).await;
+}

@@ -1,0 +1,113 @@
+//! Buffered routes: status (Redis first), list (keyset pages) and outputs.
+
+use data20_domain::registry::is_safe_file_name;
+use data20_domain::{ApiError, JobId, ListFilter, Registry, REGISTRY_DIR};
+use data20_http::{error, Query};
+use data20_jobs::{db_error, Jobs};
+use data20_redis::{keys, Redis};
+use data20_sqlite::Db;
+use serde_json::json;
+use spin_sdk::http::{Params, Request, Response};
+use std::path::Path;
+
+fn or_error(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(|e| error(&e))
+}
+
+/// GET /api/jobs/{id}: the cached status document as stored bytes (HIT), else SQLite
+/// (MISS, and the cache is refilled; BYPASS when Redis is down). A job nobody is
+/// running any more is recovered here, on the read that notices it.
+pub fn status(_req: Request, params: Params) -> Response {
+    or_error((|| {
+        let id = JobId::parse(params.get("id").unwrap_or_default())?;
+        let settings = data20_http::settings();
+        let redis = Redis::new(&settings.redis_url);
+        let cache = match redis.get(&keys::job_status(&id)) {
+            Ok(Some(bytes)) => {
+                let mut resp = data20_http::json_bytes(200, bytes);
+                resp.set_header("x-cache", "HIT");
+                return Ok(resp);
+            }
+            Ok(None) => "MISS",
+            Err(_) => "BYPASS",
+        };
+        let db = Db::open().map_err(db_error)?;
+        let jobs = Jobs {
+            db: &db,
+            redis: &redis,
+            settings: &settings,
+            source: "api",
+        };
+        let mut record = jobs.load(&id)?;
+        if Jobs::is_stale(&record) {
+            let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            record = jobs.run(&registry, &id, &record.tool.clone())?;
+        } else if cache == "MISS" {
+            jobs.cache_status(&record);
+        }
+        let mut resp = data20_http::json(200, &record.view());
+        resp.set_header("x-cache", cache);
+        Ok(resp)
+    })())
+}
+
+/// GET /api/jobs?status=&tool=&limit=&cursor=
+pub fn list(req: Request, _: Params) -> Response {
+    or_error((|| {
+        let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor"])?;
+        let filter = ListFilter::parse(
+            q.get("status"),
+            q.get("tool"),
+            q.get("limit"),
+            q.get("cursor"),
+        )?;
+        let db = Db::open().map_err(db_error)?;
+        let (rows, more) = db.list_jobs(&filter).map_err(db_error)?;
+        let next_cursor = more.then(|| {
+            let last = &rows[rows.len() - 1];
+            data20_domain::Cursor {
+                created_ms: last.created_ms,
+                id: last.id,
+            }
+            .encode()
+        });
+        let jobs: Vec<_> = rows.iter().map(|r| r.view()).collect();
+        Ok(data20_http::json(
+            200,
+            &json!({ "jobs": jobs, "count": jobs.len(), "next_cursor": next_cursor }),
+        ))
+    })())
+}
+
+/// GET /api/jobs/{id}/outputs/{name}: only names the job actually wrote.
+pub fn output(_req: Request, params: Params) -> Response {
+    or_error((|| {
+        let id = JobId::parse(params.get("id").unwrap_or_default())?;
+        let name = params.get("name").unwrap_or_default();
+        if !is_safe_file_name(name) {
+            return Err(ApiError::NotFound("no such output".into()));
+        }
+        let db = Db::open().map_err(db_error)?;
+        match db.job_output(&id, name).map_err(db_error)? {
+            Some((content_type, bytes)) => {
+                let mut resp = Response::new(200, bytes);
+                resp.set_header("content-type", content_type);
+                resp.set_header("x-content-type-options", "nosniff");
+                // Outputs hold user data: keep the API's origin out of their reach.
+                resp.set_header("content-security-policy", "sandbox allow-scripts; default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:");
+                resp.set_header("cache-control", "private, max-age=3600, immutable");
+                Ok(resp)
+            }
+            None => {
+                // Tell "no such job" from "no such file" for the client's sake.
+                db.job(&id)
+                    .map_err(db_error)?
+                    .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))?;
+                Err(ApiError::NotFound(format!(
+                    "job {id} has no output named {name:?}"
+                )))
+            }
+        }
+    })())
+}

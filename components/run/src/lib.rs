@@ -1,0 +1,132 @@
+//! The run component: POST /api/run.
+
+// The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
+#![allow(unsafe_code)]
+
+use data20_domain::{ApiError, Registry, REGISTRY_DIR};
+use data20_http::{error, header, io, Ctx};
+use data20_jobs::{Dispatch, Jobs};
+use data20_redis::Redis;
+use data20_sqlite::Db;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use spin_sdk::http::{IncomingRequest, Method, Request, Response, ResponseOutparam};
+use spin_sdk::http_component;
+use std::path::Path;
+
+/// Largest accepted request body (SPEC §2).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let is_post = matches!(req.method(), Method::Post);
+    let (request, body_ok) = if is_post {
+        io::read_capped(req, MAX_BODY_BYTES).await
+    } else {
+        io::read_capped(req, 0).await
+    };
+    let ctx = Ctx::new("run", &request);
+    let resp = if request.path() != "/api/run" {
+        data20_http::not_found(&request)
+    } else if !is_post {
+        let mut r = error(&ApiError::MethodNotAllowed(request.method().to_string()));
+        r.set_header("allow", "POST");
+        r
+    } else {
+        match body_ok.and_then(|()| run(&request)) {
+            Ok(resp) => resp,
+            Err(e) => error(&e),
+        }
+    };
+    io::send(out, ctx.finish(resp)).await;
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    tool: String,
+    #[serde(default = "empty_object")]
+    params: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+fn run(req: &Request) -> Result<Response, ApiError> {
+    let settings = data20_http::settings();
+    data20_http::auth::check_bearer(settings.api_token.as_deref(), header(req, "authorization")?)?;
+    if let Some(ct) = header(req, "content-type")? {
+        if !ct.to_ascii_lowercase().starts_with("application/json") {
+            return Err(ApiError::UnsupportedMediaType(
+                ct.chars().take(100).collect(),
+            ));
+        }
+    }
+    let body: RunRequest = parse_body(req.body())?;
+    let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let spec = registry.get(&body.tool).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no tool named {:?}",
+            body.tool.chars().take(64).collect::<String>()
+        ))
+    })?;
+    if !body.params.is_object() {
+        return Err(ApiError::Unprocessable {
+            message: "params must be a JSON object".into(),
+            details: vec![json!({"path": "", "message": "params must be a JSON object"})],
+        });
+    }
+    match data20_tools::schema::validate(&spec.params, &body.params) {
+        Ok(()) => {}
+        Err(Ok(violations)) => {
+            return Err(ApiError::Unprocessable {
+                message: format!(
+                    "params break the {} schema in {} place(s)",
+                    spec.name,
+                    violations.len()
+                ),
+                details: violations.iter().map(|v| json!(v)).collect(),
+            })
+        }
+        Err(Err(msg)) => return Err(ApiError::Internal(msg)),
+    }
+
+    let db = Db::open().map_err(data20_jobs::db_error)?;
+    let redis = Redis::new(&settings.redis_url);
+    let jobs = Jobs {
+        db: &db,
+        redis: &redis,
+        settings: &settings,
+        source: "api",
+    };
+    let (record, dispatch) = jobs.submit(&registry, spec, &body.params)?;
+    if dispatch == Dispatch::Worker && !redis.known_down() {
+        // Cheap housekeeping while we are here: finish jobs whose runner vanished.
+        jobs.recover(&registry, 1);
+    }
+    let view = record.view();
+    let mut resp = data20_http::json(
+        202,
+        &json!({
+            "job_id": view.job_id,
+            "status": view.status,
+            "dispatch": dispatch.as_str(),
+            "links": view.links,
+        }),
+    );
+    resp.set_header("location", view.links.self_.clone());
+    Ok(resp)
+}
+
+/// Malformed JSON and wrong shapes are 400s with serde's explanation.
+fn parse_body(bytes: &[u8]) -> Result<RunRequest, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the body must be JSON: {\"tool\": \"...\", \"params\": {...}}".into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}

@@ -1,0 +1,32 @@
+//! GET /api/health: `ok` when Redis and SQLite answer, `degraded` when only Redis is
+//! down (the API still works from SQLite), 503 only when SQLite is unusable.
+
+use data20_redis::Redis;
+use data20_sqlite::Db;
+use serde::Serialize;
+use spin_sdk::http::{Params, Request, Response};
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    redis: &'static str,
+    sqlite: &'static str,
+}
+
+pub fn handle(_req: Request, _: Params) -> Response {
+    let settings = data20_http::settings();
+    let redis_up = Redis::new(&settings.redis_url).ping().is_ok();
+    let sqlite_up = Db::open().and_then(|db| db.ping()).is_ok();
+    let health = Health {
+        status: match (sqlite_up, redis_up) {
+            (true, true) => "ok",
+            (true, false) => "degraded",
+            (false, _) => "down",
+        },
+        redis: if redis_up { "up" } else { "down" },
+        sqlite: if sqlite_up { "up" } else { "down" },
+    };
+    let mut resp = data20_http::json(if sqlite_up { 200 } else { 503 }, &health);
+    resp.set_header("cache-control", "no-store");
+    resp
+}

@@ -1,0 +1,113 @@
+//! The tools component: the registry from Redis (`tool_registry`) or, on a miss, from
+//! the registry files mounted at `/registry`.
+
+// The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
+#![allow(unsafe_code)]
+
+use data20_domain::etag::{etag_for, if_none_match};
+use data20_domain::{ApiError, Registry, Settings, REGISTRY_DIR};
+use data20_http::{error, header, Ctx, Query};
+use data20_redis::{keys, Redis};
+use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http_component;
+use std::path::Path;
+
+#[http_component]
+fn handle(req: Request) -> Response {
+    let ctx = Ctx::new("tools", &req);
+    let mut router = Router::new();
+    router.get("/api/tools", list);
+    router.get("/api/tools/:name", one);
+    data20_http::add_fallbacks(&mut router, &["/api/tools", "/api/tools/:name"]);
+    ctx.finish(router.handle(req))
+}
+
+fn list(req: Request, _: Params) -> Response {
+    respond(&req, |settings| {
+        let query = Query::parse(req.query(), &["category"])?;
+        let category = query
+            .get("category")
+            .map(|c| data20_domain::registry::parse_category(c).map_err(ApiError::BadRequest))
+            .transpose()?;
+        let (cached, cache) = registry_bytes(settings)?;
+        let body = match category {
+            None => cached,
+            Some(c) => parse_registry(&cached)?.filtered(Some(c)).to_json(),
+        };
+        Ok((body, cache))
+    })
+}
+
+fn one(req: Request, params: Params) -> Response {
+    let name = params.get("name").unwrap_or_default().to_string();
+    respond(&req, |settings| {
+        let (cached, cache) = registry_bytes(settings)?;
+        let registry = parse_registry(&cached)?;
+        let tool = registry
+            .get(&name)
+            .ok_or_else(|| ApiError::NotFound(format!("no tool named {:?}", truncate(&name))))?;
+        let body = serde_json::to_vec(tool).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((body, cache))
+    })
+}
+
+/// Renders a registry answer with its ETag, `X-Cache` and a 304 on a matching
+/// `If-None-Match`.
+fn respond(
+    req: &Request,
+    body: impl FnOnce(&Settings) -> Result<(Vec<u8>, &'static str), ApiError>,
+) -> Response {
+    let settings = data20_http::settings();
+    let result = header(req, "if-none-match").and_then(|inm| Ok((inm, body(&settings)?)));
+    match result {
+        Err(e) => error(&e),
+        Ok((inm, (body, cache))) => {
+            let etag = etag_for(&body);
+            let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
+                Response::new(304, ())
+            } else {
+                data20_http::json_bytes(200, body)
+            };
+            resp.set_header("etag", etag);
+            resp.set_header("cache-control", "no-cache");
+            resp.set_header("x-cache", cache);
+            resp
+        }
+    }
+}
+
+/// The registry JSON: from Redis on a HIT, else from the files (and cached, on a MISS).
+/// With Redis down this is a BYPASS: the files answer and nothing is cached.
+fn registry_bytes(settings: &Settings) -> Result<(Vec<u8>, &'static str), ApiError> {
+    let redis = Redis::new(&settings.redis_url);
+    match redis.get(keys::TOOL_REGISTRY) {
+        Ok(Some(bytes)) => return Ok((bytes, "HIT")),
+        Ok(None) => {}
+        Err(e) if e.is_unavailable() => return Ok((load_files()?.to_json(), "BYPASS")),
+        Err(e) => data20_http::log_warn(&format!("registry cache read failed: {e}")),
+    }
+    let bytes = load_files()?.to_json();
+    if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &bytes, settings.tool_cache_ttl_s) {
+        data20_http::log_warn(&format!("registry cache write failed: {e}"));
+    }
+    Ok((bytes, "MISS"))
+}
+
+fn load_files() -> Result<Registry, ApiError> {
+    Registry::load_dir(Path::new(REGISTRY_DIR)).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Cached bytes that no longer parse (a foreign writer, an old format) fall back to the files.
+fn parse_registry(bytes: &[u8]) -> Result<Registry, ApiError> {
+    match serde_json::from_slice(bytes) {
+        Ok(registry) => Ok(registry),
+        Err(e) => {
+            data20_http::log_warn(&format!("cached registry is invalid ({e}); reading files"));
+            load_files()
+        }
+    }
+}
+
+fn truncate(s: &str) -> &str {
+    s.char_indices().nth(64).map_or(s, |(i, _)| &s[..i])
+}

@@ -1,0 +1,14 @@
+//! data20's domain model. Everything here is pure logic with native unit tests;
+//! the Spin-facing adapters live in `data20-redis`, `data20-sqlite` and `data20-http`.
+
+pub mod error;
+pub mod etag;
+pub mod job;
+pub mod registry;
+pub mod settings;
+pub mod time;
+
+pub use error::{ApiError, ErrorBody};
+pub use job::{Cursor, JobEvent, JobEventKind, JobId, JobStatus, JobView, ListFilter, OutputFile};
+pub use registry::{Registry, RegistryError, ToolName, ToolOutput, ToolSpec, REGISTRY_DIR};
+pub use settings::Settings;

@@ -1,0 +1,162 @@
+//! Shared HTTP plumbing: every component parses requests and renders answers the same
+//! way, so this lives once here.
+
+pub mod auth;
+pub mod io;
+pub mod query;
+
+use data20_domain::{ApiError, Settings};
+use serde::Serialize;
+use spin_sdk::http::{Request, Response};
+
+pub use query::Query;
+
+/// Reads the settings from Spin variables. A component only sees the variables its
+/// manifest entry declares; missing ones take the defaults.
+pub fn settings() -> Settings {
+    let (settings, warnings) = Settings::from_lookup(|name| spin_sdk::variables::get(name).ok());
+    for w in warnings {
+        log_warn(&w);
+    }
+    settings
+}
+
+pub fn log_warn(msg: &str) {
+    eprintln!("{}", serde_json::json!({"level": "warn", "msg": msg}));
+}
+
+/// Per-request context: request id, timing and the structured log line.
+pub struct Ctx {
+    pub component: &'static str,
+    pub request_id: String,
+    pub method: String,
+    pub path: String,
+    started: std::time::Instant,
+    /// Cache outcome, logged and sent as `X-Cache` when set.
+    pub cache: Option<&'static str>,
+}
+
+impl Ctx {
+    pub fn new(component: &'static str, req: &Request) -> Ctx {
+        let request_id = req
+            .header("x-request-id")
+            .and_then(|v| v.as_str())
+            .filter(|id| is_valid_request_id(id))
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        Ctx {
+            component,
+            request_id,
+            method: req.method().to_string(),
+            path: req.path().to_string(),
+            started: std::time::Instant::now(),
+            cache: None,
+        }
+    }
+
+    /// Stamps the common headers on `resp` and writes the request's log line.
+    pub fn finish(&self, mut resp: Response) -> Response {
+        resp.set_header("x-request-id", self.request_id.clone());
+        if let Some(cache) = self.cache {
+            resp.set_header("x-cache", cache);
+        }
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "level": "info",
+                "component": self.component,
+                "request_id": self.request_id,
+                "method": self.method,
+                "route": self.path,
+                "status": *resp.status(),
+                "duration_us": self.started.elapsed().as_micros() as u64,
+                "cache": self.cache,
+            })
+        );
+        resp
+    }
+}
+
+/// Request ids are echoed in headers and logs: accept only short, plain ones.
+pub fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .build()
+}
+
+pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_bytes(status, body),
+        Err(e) => error(&ApiError::Internal(format!("cannot render JSON: {e}"))),
+    }
+}
+
+pub fn error(err: &ApiError) -> Response {
+    let mut resp = json_bytes(err.status(), err.to_json());
+    match err {
+        ApiError::TooManyRequests { retry_after_s } => {
+            resp.set_header("retry-after", retry_after_s.to_string())
+        }
+        ApiError::Unauthorized(_) => resp.set_header("www-authenticate", "Bearer realm=\"data20\""),
+        _ => {}
+    }
+    resp
+}
+
+/// A header's value as text; `Err` for a header that is not UTF-8 or is too long.
+pub fn header<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match req.header(name) {
+        None => Ok(None),
+        Some(v) => match v.as_str() {
+            Some(s) if s.len() <= 8192 => Ok(Some(s)),
+            Some(_) => Err(ApiError::BadRequest(format!("header {name} is too long"))),
+            None => Err(ApiError::BadRequest(format!(
+                "header {name} is not valid UTF-8"
+            ))),
+        },
+    }
+}
+
+/// The JSON answer for a route the component does not have.
+pub fn not_found(req: &Request) -> Response {
+    error(&ApiError::NotFound(format!("no route for {}", req.path())))
+}
+
+pub fn method_not_allowed(req: &Request) -> Response {
+    let mut resp = error(&ApiError::MethodNotAllowed(req.method().to_string()));
+    resp.set_header("allow", "GET, HEAD");
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(is_valid_request_id("abc-123_x.y:z"));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id("has space"));
+        assert!(!is_valid_request_id("new\nline"));
+        assert!(!is_valid_request_id(&"a".repeat(129)));
+    }
+}
+
+/// Registers the JSON fallbacks on a component's router: 405 on the component's own
+/// paths for other methods, 404 anywhere else.
+pub fn add_fallbacks(router: &mut spin_sdk::http::Router, own_paths: &[&str]) {
+    for path in own_paths {
+        router.any(path, |req: Request, _| method_not_allowed(&req));
+    }
+    router.any("/*", |req: Request, _| not_found(&req));
+}

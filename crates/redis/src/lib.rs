@@ -1,0 +1,328 @@
+//! data20's Redis adapter, built on Spin's outbound Redis.
+//!
+//! Redis is a cache and an event bus here, never the source of truth, so every call
+//! returns `Result<_, RedisError>` and callers take their fallback path on error. Spin
+//! opens a connection per request; once a call fails for lack of a server, the client
+//! remembers it and answers `Unavailable` at once for the rest of the request instead
+//! of paying another connection attempt.
+
+pub mod info;
+pub mod keys;
+
+use serde::{de::DeserializeOwned, Serialize};
+use spin_sdk::redis::{Connection, Error as SpinRedisError, RedisParameter, RedisResult};
+use std::cell::{Cell, OnceCell};
+
+pub use info::RedisInfo;
+pub use spin_sdk::redis::RedisResult as Reply;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum RedisError {
+    /// No server, or the connection broke: take the fallback path.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// The server answered, but with an error or an unexpected reply.
+    #[error("redis error: {0}")]
+    Command(String),
+}
+
+impl RedisError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, RedisError::Unavailable(_))
+    }
+}
+
+/// Sorts Spin's Redis errors into "the server is not there" and "the server said no".
+pub fn classify(err: &SpinRedisError) -> RedisError {
+    match err {
+        SpinRedisError::InvalidAddress => RedisError::Unavailable("invalid redis address".into()),
+        SpinRedisError::TooManyConnections => {
+            RedisError::Unavailable("too many redis connections".into())
+        }
+        SpinRedisError::TypeError => RedisError::Command("unexpected reply type".into()),
+        SpinRedisError::Other(msg) => classify_message(msg),
+    }
+}
+
+/// Server-side errors carry a Redis error code (`ERR`, `WRONGTYPE`, `NOSCRIPT`, ...);
+/// anything else (refused, reset, timed out, broken pipe) means no usable server.
+pub fn classify_message(msg: &str) -> RedisError {
+    const SERVER_CODES: [&str; 8] = [
+        "ERR",
+        "WRONGTYPE",
+        "NOSCRIPT",
+        "BUSY",
+        "NOPERM",
+        "EXECABORT",
+        "ResponseError",
+        "OOM",
+    ];
+    let server_said_no = SERVER_CODES.iter().any(|code| msg.contains(code))
+        && !msg.to_ascii_lowercase().contains("refused");
+    if server_said_no {
+        RedisError::Command(msg.to_string())
+    } else {
+        RedisError::Unavailable(msg.to_string())
+    }
+}
+
+/// A Redis client for one request (or one trigger invocation).
+pub struct Redis {
+    url: String,
+    conn: OnceCell<Result<Connection, RedisError>>,
+    down: Cell<bool>,
+}
+
+impl Redis {
+    /// Connects lazily on the first command, so a request that needs no Redis pays nothing.
+    pub fn new(url: &str) -> Redis {
+        Redis {
+            url: url.to_string(),
+            conn: OnceCell::new(),
+            down: Cell::new(false),
+        }
+    }
+
+    /// Whether a call in this request already found Redis unreachable.
+    pub fn known_down(&self) -> bool {
+        self.down.get()
+    }
+
+    fn conn(&self) -> Result<&Connection, RedisError> {
+        if self.down.get() {
+            return Err(RedisError::Unavailable(
+                "redis marked down for this request".into(),
+            ));
+        }
+        let conn = self
+            .conn
+            .get_or_init(|| Connection::open(&self.url).map_err(|e| classify(&e)));
+        match conn {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                self.note(e);
+                Err(e.clone())
+            }
+        }
+    }
+
+    fn note(&self, err: &RedisError) {
+        if err.is_unavailable() && !self.down.replace(true) {
+            eprintln!(
+                "{{\"level\":\"warn\",\"msg\":\"redis unavailable, degrading\",\"reason\":{}}}",
+                serde_json::Value::String(err.to_string())
+            );
+        }
+    }
+
+    fn check<T>(&self, r: Result<T, SpinRedisError>) -> Result<T, RedisError> {
+        r.map_err(|e| {
+            let err = classify(&e);
+            self.note(&err);
+            err
+        })
+    }
+
+    /// Runs any command; the building block for the helpers below.
+    pub fn execute(&self, cmd: &str, args: &[Arg<'_>]) -> Result<Vec<RedisResult>, RedisError> {
+        let conn = self.conn()?;
+        let params: Vec<RedisParameter> = args.iter().map(Arg::to_param).collect();
+        self.check(conn.execute(cmd, &params))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        let conn = self.conn()?;
+        self.check(conn.get(key))
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, RedisError> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| RedisError::Command(format!("{key} holds invalid JSON: {e}"))),
+        }
+    }
+
+    /// `SET key value EX ttl`: every cache entry data20 writes expires. A TTL of 0
+    /// means "do not cache" and writes nothing.
+    pub fn set_ex(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), RedisError> {
+        if ttl_s == 0 {
+            return Ok(());
+        }
+        self.execute(
+            "SET",
+            &[
+                Arg::Str(key),
+                Arg::Bytes(value),
+                Arg::Str("EX"),
+                Arg::Int(ttl_s as i64),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    pub fn set_json_ex<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl_s: u64,
+    ) -> Result<(), RedisError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| RedisError::Command(e.to_string()))?;
+        self.set_ex(key, &bytes, ttl_s)
+    }
+
+    pub fn del(&self, keys: &[String]) -> Result<u32, RedisError> {
+        let conn = self.conn()?;
+        self.check(conn.del(keys))
+    }
+
+    /// `PUBLISH`, answering how many subscribers received the message.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
+        let reply = self.execute("PUBLISH", &[Arg::Str(channel), Arg::Bytes(payload)])?;
+        int_reply(&reply)
+    }
+
+    pub fn ping(&self) -> Result<(), RedisError> {
+        self.execute("PING", &[]).map(|_| ())
+    }
+
+    /// `INFO`, parsed into the fields the stats route shows.
+    pub fn info(&self) -> Result<RedisInfo, RedisError> {
+        let reply = self.execute("INFO", &[])?;
+        match reply.first() {
+            Some(RedisResult::Binary(b)) => Ok(RedisInfo::parse(&String::from_utf8_lossy(b))),
+            Some(RedisResult::Status(s)) => Ok(RedisInfo::parse(s)),
+            other => Err(RedisError::Command(format!("INFO answered {other:?}"))),
+        }
+    }
+
+    pub fn hincrby(&self, key: &str, field: &str, by: i64) -> Result<i64, RedisError> {
+        let reply = self.execute("HINCRBY", &[Arg::Str(key), Arg::Str(field), Arg::Int(by)])?;
+        int_reply(&reply)
+    }
+
+    /// `HGETALL` as (field, value) pairs.
+    pub fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, RedisError> {
+        let reply = self.execute("HGETALL", &[Arg::Str(key)])?;
+        let strings: Vec<String> = reply.iter().filter_map(as_string).collect();
+        Ok(strings
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect())
+    }
+
+    /// `LPUSH` then `LTRIM` to keep the newest `keep` entries.
+    pub fn push_capped(&self, key: &str, value: &[u8], keep: i64) -> Result<(), RedisError> {
+        self.execute("LPUSH", &[Arg::Str(key), Arg::Bytes(value)])?;
+        self.execute("LTRIM", &[Arg::Str(key), Arg::Int(0), Arg::Int(keep - 1)])
+            .map(|_| ())
+    }
+
+    pub fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>, RedisError> {
+        let reply = self.execute("LRANGE", &[Arg::Str(key), Arg::Int(start), Arg::Int(stop)])?;
+        Ok(reply
+            .into_iter()
+            .filter_map(|r| match r {
+                RedisResult::Binary(b) => Some(b),
+                RedisResult::Status(s) => Some(s.into_bytes()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Seconds to live of `key`: -2 when it does not exist, -1 when it has no TTL.
+    pub fn ttl(&self, key: &str) -> Result<i64, RedisError> {
+        int_reply(&self.execute("TTL", &[Arg::Str(key)])?)
+    }
+
+    /// Runs a Lua script server-side (one round trip, atomic).
+    pub fn eval(
+        &self,
+        script: &str,
+        keys: &[&str],
+        args: &[Arg<'_>],
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let mut all = vec![Arg::Str(script), Arg::Int(keys.len() as i64)];
+        all.extend(keys.iter().map(|k| Arg::Str(k)));
+        all.extend_from_slice(args);
+        self.execute("EVAL", &all)
+    }
+}
+
+/// An argument to `execute`.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Str(&'a str),
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+impl Arg<'_> {
+    fn to_param(&self) -> RedisParameter {
+        match self {
+            Arg::Str(s) => RedisParameter::Binary(s.as_bytes().to_vec()),
+            Arg::Bytes(b) => RedisParameter::Binary(b.to_vec()),
+            Arg::Int(i) => RedisParameter::Int64(*i),
+        }
+    }
+}
+
+/// The first reply as an integer (Spin answers integers as `Int64`, some as text).
+pub fn int_reply(reply: &[RedisResult]) -> Result<i64, RedisError> {
+    match reply.first() {
+        Some(RedisResult::Int64(n)) => Ok(*n),
+        Some(other) => as_string(other)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| RedisError::Command(format!("expected an integer, got {other:?}"))),
+        None => Err(RedisError::Command("empty reply".into())),
+    }
+}
+
+pub fn as_string(r: &RedisResult) -> Option<String> {
+    match r {
+        RedisResult::Binary(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        RedisResult::Status(s) => Some(s.clone()),
+        RedisResult::Int64(n) => Some(n.to_string()),
+        RedisResult::Nil => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_are_unavailable() {
+        for msg in [
+            "Connection refused (os error 111)",
+            "failed to connect to redis: Connection refused",
+            "Broken pipe (os error 32)",
+            "Connection reset by peer",
+            "timed out",
+        ] {
+            assert!(classify_message(msg).is_unavailable(), "{msg}");
+        }
+    }
+
+    #[test]
+    fn server_errors_are_command_errors() {
+        for msg in [
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+            "ERR unknown command 'FOO'",
+            "NOSCRIPT No matching script",
+        ] {
+            assert!(!classify_message(msg).is_unavailable(), "{msg}");
+        }
+        assert!(!classify(&SpinRedisError::TypeError).is_unavailable());
+        assert!(classify(&SpinRedisError::InvalidAddress).is_unavailable());
+    }
+
+    #[test]
+    fn integer_replies() {
+        assert_eq!(int_reply(&[RedisResult::Int64(3)]), Ok(3));
+        assert_eq!(int_reply(&[RedisResult::Binary(b"7".to_vec())]), Ok(7));
+        assert!(int_reply(&[RedisResult::Nil]).is_err());
+        assert!(int_reply(&[]).is_err());
+    }
+}
