@@ -138,6 +138,15 @@ pub fn method_not_allowed(req: &Request) -> Response {
     resp
 }
 
+/// Registers the JSON fallbacks on a component's router: 405 on the component's own
+/// paths for other methods, 404 anywhere else.
+pub fn add_fallbacks(router: &mut spin_sdk::http::Router, own_paths: &[&str]) {
+    for path in own_paths {
+        router.any(path, |req: Request, _| method_not_allowed(&req));
+    }
+    router.any("/*", |req: Request, _| not_found(&req));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,13 +159,4 @@ mod tests {
         assert!(!is_valid_request_id("new\nline"));
         assert!(!is_valid_request_id(&"a".repeat(129)));
     }
-}
-
-/// Registers the JSON fallbacks on a component's router: 405 on the component's own
-/// paths for other methods, 404 anywhere else.
-pub fn add_fallbacks(router: &mut spin_sdk::http::Router, own_paths: &[&str]) {
-    for path in own_paths {
-        router.any(path, |req: Request, _| method_not_allowed(&req));
-    }
-    router.any("/*", |req: Request, _| not_found(&req));
 }

@@ -261,16 +261,36 @@ impl Jobs<'_> {
         }
     }
 
+    /// Writes `job:{id}:status`. A job that is not final is cached only until the moment
+    /// it would count as stale, so a cache HIT can never hide a job that needs recovery:
+    /// the next read after that is a MISS, sees it in SQLite and recovers it.
     pub fn cache_status(&self, record: &JobRecord) {
         let bytes = serde_json::to_vec(&record.view()).unwrap_or_default();
-        if let Err(e) = self.redis.set_ex(
-            &keys::job_status(&record.id),
-            &bytes,
-            self.settings.job_status_ttl_s,
-        ) {
+        let ttl = status_ttl_s(record, now_ms(), self.settings.job_status_ttl_s);
+        if let Err(e) = self
+            .redis
+            .set_ex(&keys::job_status(&record.id), &bytes, ttl)
+        {
             if !e.is_unavailable() {
                 log_warn(&format!("cannot cache status of {}: {e}", record.id));
             }
+        }
+    }
+}
+
+/// Seconds to cache a job's status: the configured TTL, cut short for a job that is
+/// not final so the entry expires when the job would become stale (at least 1 s).
+pub fn status_ttl_s(record: &JobRecord, now_ms: i64, configured_s: u64) -> u64 {
+    let stale_at = match record.status {
+        JobStatus::Queued => Some(record.created_ms + QUEUED_GRACE_MS),
+        JobStatus::Running => record.lease_ms,
+        JobStatus::Completed | JobStatus::Failed => None,
+    };
+    match stale_at {
+        None => configured_s,
+        Some(at) => {
+            let remaining_s = ((at - now_ms).max(0) as u64).div_ceil(1000);
+            remaining_s.clamp(1, configured_s.max(1))
         }
     }
 }
@@ -327,4 +347,57 @@ fn log_info_job(event: &JobEvent) {
             "duration_ms": event.duration_ms, "error": event.error, "source": event.source,
         })
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: JobStatus, created_ms: i64, lease_ms: Option<i64>) -> JobRecord {
+        JobRecord {
+            id: JobId::new(),
+            tool: "build_graph".into(),
+            status,
+            created_ms,
+            started_ms: None,
+            finished_ms: None,
+            duration_ms: None,
+            error: None,
+            attempts: 0,
+            lease_ms,
+            dispatch: "worker".into(),
+            outputs: vec![],
+        }
+    }
+
+    #[test]
+    fn final_jobs_use_the_configured_ttl() {
+        assert_eq!(
+            status_ttl_s(&record(JobStatus::Completed, 0, None), 1_000, 600),
+            600
+        );
+        assert_eq!(
+            status_ttl_s(&record(JobStatus::Failed, 0, None), 1_000, 600),
+            600
+        );
+    }
+
+    #[test]
+    fn unfinished_jobs_expire_when_they_would_turn_stale() {
+        let now = 1_000_000;
+        let queued = record(JobStatus::Queued, now, None);
+        assert_eq!(
+            status_ttl_s(&queued, now, 600),
+            (QUEUED_GRACE_MS / 1000) as u64
+        );
+        let running = record(JobStatus::Running, now, Some(now + 25_000));
+        assert_eq!(status_ttl_s(&running, now, 600), 25);
+        assert_eq!(
+            status_ttl_s(&running, now, 10),
+            10,
+            "never above the configured TTL"
+        );
+        let overdue = record(JobStatus::Running, now, Some(now - 5_000));
+        assert_eq!(status_ttl_s(&overdue, now, 600), 1, "at least one second");
+    }
 }

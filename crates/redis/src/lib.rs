@@ -126,7 +126,7 @@ impl Redis {
     /// Runs any command; the building block for the helpers below.
     pub fn execute(&self, cmd: &str, args: &[Arg<'_>]) -> Result<Vec<RedisResult>, RedisError> {
         let conn = self.conn()?;
-        let params: Vec<RedisParameter> = args.iter().map(Arg::to_param).collect();
+        let params: Vec<RedisParameter> = args.iter().map(|a| a.to_param()).collect();
         self.check(conn.execute(cmd, &params))
     }
 
@@ -259,11 +259,11 @@ pub enum Arg<'a> {
 }
 
 impl Arg<'_> {
-    fn to_param(&self) -> RedisParameter {
+    fn to_param(self) -> RedisParameter {
         match self {
             Arg::Str(s) => RedisParameter::Binary(s.as_bytes().to_vec()),
             Arg::Bytes(b) => RedisParameter::Binary(b.to_vec()),
-            Arg::Int(i) => RedisParameter::Int64(*i),
+            Arg::Int(i) => RedisParameter::Int64(i),
         }
     }
 }

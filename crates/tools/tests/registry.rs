@@ -2,6 +2,8 @@
 //! example validates against its own schema and runs to completion, writing exactly
 //! the declared outputs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
 use data20_domain::Registry;
 use data20_tools::{schema, Deadline};
 use std::path::Path;

@@ -1,0 +1,432 @@
+//! Jobs end to end: submit, worker, events, cache, listing, outputs, SSE, and the
+//! "no accepted job is lost" guarantees under Redis outages and worker crashes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use data20_e2e::{example_params, wait_for, Options, Subscriber, TestApp};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+const FINISH: Duration = Duration::from_secs(30);
+
+fn is_rfc3339_utc(s: &str) -> bool {
+    // 2026-11-26T13:33:52.123Z
+    s.len() == 24 && s.as_bytes()[10] == b'T' && s.ends_with('Z') && s[..4].parse::<u32>().is_ok()
+}
+
+/// A graph big enough that the tool runs for a while inside WebAssembly.
+fn big_graph() -> Value {
+    let edges: Vec<Value> = (0..20_000)
+        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
+        .collect();
+    json!({"edges": edges, "title": "big"})
+}
+
+#[test]
+fn job_lifecycle_events_status_cache_outputs_and_sse() {
+    let app = TestApp::start();
+    let sub = Subscriber::new(&app.redis.url());
+
+    let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
+    let body = accepted.json();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["dispatch"], "worker");
+    assert_eq!(
+        accepted.header("location"),
+        Some(format!("/api/jobs/{id}").as_str())
+    );
+    assert_eq!(body["links"]["self"], format!("/api/jobs/{id}"));
+    assert_eq!(body["links"]["events"], format!("/api/jobs/{id}/events"));
+
+    // Events in order, each with the SPEC's fields.
+    let events = sub.events_for(&id, FINISH);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["job_created", "job_started", "job_completed"],
+        "{events:?}"
+    );
+    for (e, status) in events.iter().zip(["queued", "running", "completed"]) {
+        assert_eq!(e["job_id"], id.as_str());
+        assert_eq!(e["tool"], "build_graph");
+        assert_eq!(e["status"], status);
+        assert!(is_rfc3339_utc(e["timestamp"].as_str().unwrap()), "{e}");
+    }
+    let done = &events[2];
+    assert!(done["duration_ms"].as_i64().is_some_and(|d| d >= 0));
+    let mut files: Vec<&str> = done["output_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    files.sort_unstable();
+    assert_eq!(files, ["graph.html", "graph.json"]);
+
+    // Final status from the cache, with a TTL of at most job_status_ttl (600 s).
+    let hit = app.get(&format!("/api/jobs/{id}"));
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.header("x-cache"), Some("HIT"));
+    let status = hit.json();
+    assert_eq!(status["status"], "completed");
+    assert_eq!(status["attempts"], 1);
+    let mut redis = app.redis_conn();
+    let key = format!("job:{id}:status");
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut redis).unwrap();
+    assert!((1..=600).contains(&ttl), "ttl {ttl}");
+
+    // Without the key, the same answer comes from SQLite.
+    let _: i64 = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
+    let miss = app.get(&format!("/api/jobs/{id}"));
+    assert_eq!(miss.header("x-cache"), Some("MISS"));
+    assert_eq!(miss.json(), status);
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}")).header("x-cache"),
+        Some("HIT"),
+        "MISS refills the cache"
+    );
+
+    // Outputs, with their declared content types.
+    let html = app.get(&format!("/api/jobs/{id}/outputs/graph.html"));
+    assert_eq!(html.status, 200);
+    assert_eq!(
+        html.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(html.text().contains("<svg") && html.text().contains("Friends"));
+    let stats = app.get(&format!("/api/jobs/{id}/outputs/graph.json"));
+    assert_eq!(stats.header("content-type"), Some("application/json"));
+    assert_eq!(stats.json()["node_count"], 4);
+    assert_eq!(stats.json()["edge_count"], 3);
+    app.get(&format!("/api/jobs/{id}/outputs/nope.txt"))
+        .assert_error(404, "not_found");
+    app.get(&format!("/api/jobs/{id}/outputs/..%2F..%2Fetc%2Fpasswd"))
+        .assert_error(404, "not_found");
+    app.get(&format!("/api/jobs/{id}/outputs/.env"))
+        .assert_error(404, "not_found");
+
+    // SSE on a finished job replays its history and closes.
+    let sse = app.get(&format!("/api/jobs/{id}/events"));
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.header("content-type"), Some("text/event-stream"));
+    let names: Vec<String> = sse
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
+        .collect();
+    assert_eq!(names, ["job_created", "job_started", "job_completed"]);
+
+    // SSE opened right after submitting follows the job live until it ends.
+    let (id2, _) = app.submit("build_graph", example_params("build_graph"));
+    let live = app.get(&format!("/api/jobs/{id2}/events"));
+    let text = live.text();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"job_created"), "{text}");
+    assert_eq!(names.last(), Some(&"job_completed"), "{text}");
+    for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
+        let e: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(e["job_id"], id2.as_str());
+    }
+    // Last-Event-ID resumes after what the client already has.
+    let first_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_string();
+    let resumed = app.request(
+        "GET",
+        &format!("/api/jobs/{id2}/events"),
+        &[("last-event-id", &first_id)],
+        None,
+    );
+    assert!(!resumed.text().contains("event: job_created"));
+    assert!(resumed.text().contains("event: job_completed"));
+}
+
+#[test]
+fn a_failing_tool_fails_the_job_with_its_message() {
+    let app = TestApp::start();
+    let sub = Subscriber::new(&app.redis.url());
+    // Valid for the schema, but not a usable edge list.
+    let (id, _) = app.submit("build_graph", json!({"edges_csv": "from,to\na,b\n"}));
+    let events = sub.events_for(&id, FINISH);
+    assert_eq!(events.last().unwrap()["event"], "job_failed", "{events:?}");
+    assert!(events.last().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("source and target"));
+    let status = app.wait_final(&id, FINISH);
+    assert_eq!(status["status"], "failed");
+    assert!(status["error"]
+        .as_str()
+        .unwrap()
+        .contains("source and target"));
+    app.get(&format!("/api/jobs/{id}/outputs/graph.html"))
+        .assert_error(404, "not_found");
+}
+
+#[test]
+fn listing_is_newest_first_with_filters_and_cursors() {
+    let app = TestApp::start();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let params = if i % 3 == 0 {
+            json!({"edges_csv": "bad header\n"})
+        } else {
+            example_params("build_graph")
+        };
+        ids.push(app.submit("build_graph", params).0);
+    }
+    for id in &ids {
+        app.wait_final(id, FINISH);
+    }
+    let all = app.get("/api/jobs?limit=500").json();
+    let listed: Vec<&str> = all["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(listed, newest_first);
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    // Pages of 3 via the cursor: every job once, in order.
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let path = match &cursor {
+            None => "/api/jobs?limit=3".to_string(),
+            Some(c) => format!("/api/jobs?limit=3&cursor={c}"),
+        };
+        let page = app.get(&path).json();
+        assert!(page["jobs"].as_array().unwrap().len() <= 3);
+        paged.extend(
+            page["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["job_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, newest_first);
+
+    let failed = app.get("/api/jobs?status=failed").json();
+    assert_eq!(failed["count"], 3);
+    assert!(failed["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["status"] == "failed"));
+    let completed = app
+        .get("/api/jobs?status=completed&tool=build_graph&limit=2")
+        .json();
+    assert_eq!(completed["count"], 2);
+    assert!(completed["next_cursor"].is_string());
+    assert_eq!(app.get("/api/jobs?tool=csv_nope").json()["count"], 0);
+
+    for bad in [
+        "/api/jobs?limit=0",
+        "/api/jobs?limit=501",
+        "/api/jobs?limit=ten",
+        "/api/jobs?status=done",
+        "/api/jobs?tool=Bad%20Tool",
+        "/api/jobs?cursor=not-a-cursor",
+        "/api/jobs?cursor=MTIzLm5vdC1hLXV1aWQ",
+        "/api/jobs?page=2",
+    ] {
+        app.get(bad).assert_error(400, "bad_request");
+    }
+}
+
+#[test]
+fn run_and_jobs_refuse_bad_input_with_json_errors() {
+    let app = TestApp::start_with(Options {
+        workers: 0,
+        ..Options::default()
+    });
+    let post = |body: &[u8], ct: &str| {
+        app.request("POST", "/api/run", &[("content-type", ct)], Some(body))
+    };
+    post(b"{not json", "application/json").assert_error(400, "bad_request");
+    post(b"", "application/json").assert_error(400, "bad_request");
+    post(b"[1,2]", "application/json").assert_error(400, "bad_request");
+    post(br#"{"params": {}}"#, "application/json").assert_error(400, "bad_request");
+    post(br#"{"tool": 5}"#, "application/json").assert_error(400, "bad_request");
+    post(
+        br#"{"tool": "build_graph", "params": {}, "extra": 1}"#,
+        "application/json",
+    )
+    .assert_error(400, "bad_request");
+    post(
+        br#"{"tool": "no_such_tool", "params": {}}"#,
+        "application/json",
+    )
+    .assert_error(404, "not_found");
+    post(br#"{"tool": "build_graph", "params": {}}"#, "text/plain")
+        .assert_error(415, "unsupported_media_type");
+    let huge = format!(
+        r#"{{"tool": "build_graph", "params": {{"edges_csv": "{}"}}}}"#,
+        "a".repeat(1024 * 1024 + 10)
+    );
+    post(huge.as_bytes(), "application/json").assert_error(413, "payload_too_large");
+
+    // 422 lists every violation, with its path.
+    let v = post(
+        br#"{"tool": "build_graph", "params": {"edges": [{"source": "a"}], "directed": "yes", "colour": 1}}"#,
+        "application/json",
+    )
+    .assert_error(422, "validation_failed");
+    let details = v["error"]["details"].as_array().unwrap();
+    assert!(details.len() >= 3, "{v}");
+    let paths: Vec<&str> = details
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains(&"/directed") && paths.contains(&"/edges/0"),
+        "{paths:?}"
+    );
+    post(
+        br#"{"tool": "build_graph", "params": [1]}"#,
+        "application/json",
+    )
+    .assert_error(422, "validation_failed");
+
+    app.get("/api/run").assert_error(405, "method_not_allowed");
+    app.get("/api/jobs/not-a-uuid")
+        .assert_error(400, "bad_request");
+    app.get("/api/jobs/not-a-uuid/events")
+        .assert_error(400, "bad_request");
+    app.get("/api/jobs/00000000-0000-7000-8000-000000000000")
+        .assert_error(404, "not_found");
+    app.get("/api/jobs/00000000-0000-7000-8000-000000000000/events")
+        .assert_error(404, "not_found");
+    app.get("/api/jobs/00000000-0000-7000-8000-000000000000/outputs/graph.html")
+        .assert_error(404, "not_found");
+    app.request(
+        "DELETE",
+        "/api/jobs/00000000-0000-7000-8000-000000000000",
+        &[],
+        None,
+    )
+    .assert_error(405, "method_not_allowed");
+
+    // With no worker subscribed, the API runs the job itself: nothing waits forever.
+    let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
+    assert_eq!(accepted.json()["dispatch"], "inline");
+    assert_eq!(accepted.json()["status"], "completed");
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}")).json()["status"],
+        "completed"
+    );
+}
+
+#[test]
+fn two_workers_run_each_job_exactly_once() {
+    let app = TestApp::start_with(Options {
+        workers: 2,
+        ..Options::default()
+    });
+    assert_eq!(app.subscribers(), 2);
+    let sub = Subscriber::new(&app.redis.url());
+    let ids: Vec<String> = (0..12)
+        .map(|_| app.submit("build_graph", example_params("build_graph")).0)
+        .collect();
+    for id in &ids {
+        assert_eq!(app.wait_final(id, FINISH)["status"], "completed");
+    }
+    let events = sub.drain(Duration::from_secs(2));
+    let mut started: HashMap<&str, usize> = HashMap::new();
+    for e in &events {
+        if e["event"] == "job_started" {
+            *started.entry(e["job_id"].as_str().unwrap()).or_default() += 1;
+        }
+    }
+    for id in &ids {
+        assert_eq!(
+            started.get(id.as_str()),
+            Some(&1),
+            "job {id} started {:?} times",
+            started.get(id.as_str())
+        );
+        // attempts counts claims recorded in SQLite.
+        assert_eq!(app.get(&format!("/api/jobs/{id}")).json()["attempts"], 1);
+    }
+}
+
+#[test]
+fn redis_outage_jobs_still_complete_and_the_worker_comes_back() {
+    let mut app = TestApp::start();
+    let (before, _) = app.submit("build_graph", example_params("build_graph"));
+    assert_eq!(app.wait_final(&before, FINISH)["status"], "completed");
+
+    app.redis.stop();
+    let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
+    assert_eq!(accepted.json()["dispatch"], "inline");
+    let r = app.get(&format!("/api/jobs/{id}"));
+    assert_eq!(r.header("x-cache"), Some("BYPASS"));
+    assert_eq!(r.json()["status"], "completed");
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}/outputs/graph.json"))
+            .status,
+        200
+    );
+    let list = app.get("/api/jobs");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["count"], 2);
+
+    // Redis returns: the supervisor restarts the worker and jobs go to it again.
+    app.redis.restart();
+    app.wait_for_workers(1);
+    let (after, accepted) = app.submit("build_graph", example_params("build_graph"));
+    assert_eq!(accepted.json()["dispatch"], "worker");
+    assert_eq!(app.wait_final(&after, FINISH)["status"], "completed");
+}
+
+#[test]
+fn a_job_whose_worker_is_killed_still_ends() {
+    let app = TestApp::start();
+    let sub = Subscriber::new(&app.redis.url());
+    let (id, _) = app.submit("build_graph", big_graph());
+    let started = wait_for(FINISH, || {
+        sub.drain(Duration::from_millis(20))
+            .iter()
+            .any(|e| e["job_id"] == id.as_str() && e["event"] == "job_started")
+    });
+    assert!(started, "the worker never started the job");
+    let pids = app.worker_pids();
+    assert_eq!(pids.len(), 1);
+    unsafe_kill(pids[0]);
+    let at_kill = app.get(&format!("/api/jobs/{id}")).json();
+    assert_eq!(
+        at_kill["status"], "running",
+        "the job must still be running when its worker dies: {at_kill}"
+    );
+    // The lease (tool timeout + grace) runs out, the cached status expires with it, and
+    // the next read that touches the job claims it again and runs it to the end.
+    let status = app.wait_final(&id, Duration::from_secs(90));
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(
+        status["attempts"], 2,
+        "a second run finished what the killed worker started"
+    );
+}
+
+#[allow(unsafe_code)]
+fn unsafe_kill(pid: i32) {
+    // SAFETY: kill(2) with a PID we started; no memory is touched.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
