@@ -430,3 +430,89 @@ fn unsafe_kill(pid: i32) {
         libc::kill(pid, libc::SIGKILL);
     }
 }
+
+#[test]
+fn every_tools_example_completes_and_its_outputs_download() {
+    let app = TestApp::start();
+    let tools = app.get("/api/tools").json();
+    let tools = tools["tools"].as_array().unwrap();
+    assert!(tools.len() >= 5, "{tools:?}");
+    for tool in tools {
+        let name = tool["name"].as_str().unwrap();
+        for example in tool["examples"].as_array().unwrap() {
+            let (id, _) = app.submit(name, example["params"].clone());
+            let status = app.wait_final(&id, FINISH);
+            assert_eq!(status["status"], "completed", "{name}: {status}");
+            for declared in tool["outputs"].as_array().unwrap() {
+                let file = declared["name"].as_str().unwrap();
+                let r = app.get(&format!("/api/jobs/{id}/outputs/{file}"));
+                assert_eq!(r.status, 200, "{name}/{file}");
+                assert_eq!(
+                    r.header("content-type"),
+                    declared["content_type"].as_str(),
+                    "{name}/{file}"
+                );
+                assert!(!r.body.is_empty(), "{name}/{file}");
+                if file.ends_with(".json") {
+                    r.json();
+                }
+            }
+        }
+    }
+    // Spot checks that the tools did their work on the example data.
+    let find = |tool: &str| {
+        let list = app.get(&format!("/api/jobs?tool={tool}&limit=1")).json();
+        list["jobs"][0]["job_id"].as_str().unwrap().to_string()
+    };
+    let r = app
+        .get(&format!(
+            "/api/jobs/{}/outputs/result.json",
+            find("json_query")
+        ))
+        .json();
+    assert_eq!(r["results"], json!([["book", "lamp"]]));
+    let page = app
+        .get(&format!(
+            "/api/jobs/{}/outputs/page.html",
+            find("markdown_render")
+        ))
+        .text();
+    assert!(page.contains("<table>") && !page.contains("<script>alert"));
+    let profile = app
+        .get(&format!(
+            "/api/jobs/{}/outputs/profile.json",
+            find("csv_profile")
+        ))
+        .json();
+    assert_eq!(profile["rows"], 4);
+    let stats = app
+        .get(&format!(
+            "/api/jobs/{}/outputs/stats.json",
+            find("text_stats")
+        ))
+        .json();
+    assert_eq!(stats["paragraphs"], 2);
+
+    // Each tool's schema is enforced: wrong types are 422s naming the field.
+    for (tool, params, path) in [
+        ("csv_profile", json!({"csv": 5}), "/csv"),
+        ("text_stats", json!({"text": "x", "top": 0}), "/top"),
+        ("json_query", json!({"input": 1}), ""),
+        (
+            "markdown_render",
+            json!({"markdown": "x", "title": ["no"]}),
+            "/title",
+        ),
+    ] {
+        let v = app
+            .post_json("/api/run", &json!({"tool": tool, "params": params}))
+            .assert_error(422, "validation_failed");
+        let paths: Vec<&str> = v["error"]["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert!(paths.contains(&path), "{tool}: {v}");
+    }
+}

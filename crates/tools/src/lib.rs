@@ -3,9 +3,13 @@
 //! the schema cannot express) and answers a clear [`ToolError`], never a panic.
 
 pub mod build_graph;
+pub mod csv_profile;
 mod deadline;
 mod html;
+pub mod json_query;
+pub mod markdown_render;
 pub mod schema;
+pub mod text_stats;
 
 pub use deadline::Deadline;
 
@@ -43,12 +47,28 @@ pub enum ToolError {
 }
 
 /// The tools this build knows, by registry name.
-pub const TOOLS: &[&str] = &["build_graph"];
+pub const TOOLS: &[&str] = &[
+    "build_graph",
+    "csv_profile",
+    "json_query",
+    "markdown_render",
+    "text_stats",
+];
+
+/// Deserialises a tool's parameters; shape errors the schema let through (or that
+/// arrive without it, in unit tests) become [`ToolError::InvalidInput`].
+pub(crate) fn params<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, ToolError> {
+    T::deserialize(params).map_err(|e| ToolError::InvalidInput(e.to_string()))
+}
 
 /// Runs tool `name` on `params` (already checked against its JSON Schema).
 pub fn run(name: &str, params: &Value, deadline: &Deadline) -> Result<Vec<Output>, ToolError> {
     match name {
         "build_graph" => build_graph::run(params, deadline),
+        "csv_profile" => csv_profile::run(params, deadline),
+        "json_query" => json_query::run(params, deadline),
+        "markdown_render" => markdown_render::run(params, deadline),
+        "text_stats" => text_stats::run(params, deadline),
         other => Err(ToolError::Unknown(other.to_string())),
     }
 }
