@@ -205,7 +205,7 @@ pub fn profile(
         if rows > MAX_ROWS {
             return Err(ToolError::TooLarge(format!("more than {MAX_ROWS} rows")));
         }
-        if rows % 4096 == 0 {
+        if rows.is_multiple_of(4096) {
             deadline.check()?;
         }
         for (col, field) in columns.iter_mut().zip(record.iter()) {
