@@ -162,6 +162,9 @@ impl Drop for RedisServer {
 pub struct Options {
     pub workers: usize,
     pub variables: Vec<(String, String)>,
+    /// Run `spin.cloud.toml` (HTTP components only, as on Fermyon Cloud) with a plain
+    /// `spin up` instead of `scripts/up`.
+    pub cloud_manifest: bool,
 }
 
 impl Default for Options {
@@ -169,6 +172,7 @@ impl Default for Options {
         Options {
             workers: 1,
             variables: Vec::new(),
+            cloud_manifest: false,
         }
     }
 }
@@ -267,7 +271,15 @@ impl TestApp {
         let port = free_port();
         self.base = format!("http://127.0.0.1:{port}");
         let log = std::fs::File::create(self.dir.join("up.log")).unwrap();
-        let mut cmd = Command::new(repo_root().join("scripts/up"));
+        let mut cmd = if self.options.cloud_manifest {
+            let mut c = Command::new("spin");
+            c.current_dir(repo_root()).arg("up").arg("-f").arg("spin.cloud.toml");
+            c.arg("--listen").arg(format!("127.0.0.1:{port}"));
+            c.arg("--state-dir").arg(self.dir.join("state"));
+            c
+        } else {
+            Command::new(repo_root().join("scripts/up"))
+        };
         cmd.env("DATA20_LISTEN", format!("127.0.0.1:{port}"))
             .env("DATA20_STATE_DIR", self.dir.join("state"))
             .env("DATA20_WORKERS", self.options.workers.to_string())
@@ -285,7 +297,7 @@ impl TestApp {
             "the HTTP app to answer /api/health",
             || self.agent.get(&health).call().is_ok(),
         );
-        if self.options.workers > 0 {
+        if self.options.workers > 0 && !self.options.cloud_manifest {
             self.wait_for_workers(self.options.workers);
         }
     }
