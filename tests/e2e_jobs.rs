@@ -519,16 +519,28 @@ fn every_tools_example_completes_and_its_outputs_download() {
 
 #[test]
 fn the_cloud_manifest_runs_jobs_inline_without_a_worker() {
-    let app = TestApp::start_with(Options { workers: 0, cloud_manifest: true, ..Options::default() });
+    let app = TestApp::start_with(Options {
+        workers: 0,
+        cloud_manifest: true,
+        ..Options::default()
+    });
     assert_eq!(app.subscribers(), 0);
     let sub = Subscriber::new(&app.redis.url());
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
     assert_eq!(accepted.json()["dispatch"], "inline");
     assert_eq!(accepted.json()["status"], "completed");
     // The events still go out on the bus, for any listener.
-    let kinds: Vec<String> = sub.events_for(&id, FINISH).iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = sub
+        .events_for(&id, FINISH)
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(kinds, ["job_created", "job_started", "job_completed"]);
-    assert_eq!(app.get(&format!("/api/jobs/{id}/outputs/graph.html")).status, 200);
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}/outputs/graph.html"))
+            .status,
+        200
+    );
     assert_eq!(app.get("/api/tools").status, 200);
     assert_eq!(app.get("/api/health").json()["status"], "ok");
 }

@@ -161,6 +161,7 @@ fn cache_ttl_follows_the_spin_variable() {
     let app = TestApp::start_with(data20_e2e::Options {
         workers: 0,
         variables: vec![("tool_cache_ttl".into(), "2".into())],
+        ..Default::default()
     });
     let mut redis = app.redis_conn();
     assert_eq!(app.get("/api/tools").header("x-cache"), Some("MISS"));

@@ -15,23 +15,50 @@ fn cloud_manifest_matches_the_local_one_without_the_worker() {
     let cloud = manifest("spin.cloud.toml");
     assert_eq!(local["variables"], cloud["variables"]);
     assert_eq!(local["trigger"]["http"], cloud["trigger"]["http"]);
-    assert!(cloud["trigger"].get("redis").is_none(), "Fermyon Cloud runs no Redis trigger");
-    assert_eq!(local["trigger"]["redis"][0]["channel"].as_str(), Some("job_updates"));
+    assert!(
+        cloud["trigger"].get("redis").is_none(),
+        "Fermyon Cloud runs no Redis trigger"
+    );
+    assert_eq!(
+        local["trigger"]["redis"][0]["channel"].as_str(),
+        Some("job_updates")
+    );
     let mut local_components = local["component"].as_table().unwrap().clone();
     assert!(local_components.remove("job-worker").is_some());
     for (name, component) in cloud["component"].as_table().unwrap() {
         let mine = &local_components[name];
-        for key in ["source", "files", "allowed_outbound_hosts", "sqlite_databases", "variables"] {
-            assert_eq!(mine.get(key), component.get(key), "component {name}, key {key}");
+        for key in [
+            "source",
+            "files",
+            "allowed_outbound_hosts",
+            "sqlite_databases",
+            "variables",
+        ] {
+            assert_eq!(
+                mine.get(key),
+                component.get(key),
+                "component {name}, key {key}"
+            );
         }
     }
-    assert_eq!(local_components.len(), cloud["component"].as_table().unwrap().len());
+    assert_eq!(
+        local_components.len(),
+        cloud["component"].as_table().unwrap().len()
+    );
 }
 
 #[test]
 fn every_component_reads_redis_url_from_the_variable() {
     for (name, c) in manifest("spin.toml")["component"].as_table().unwrap() {
-        assert_eq!(c["allowed_outbound_hosts"], Value::Array(vec!["{{ redis_url }}".into()]), "{name}");
-        assert_eq!(c["variables"]["redis_url"].as_str(), Some("{{ redis_url }}"), "{name}");
+        assert_eq!(
+            c["allowed_outbound_hosts"],
+            Value::Array(vec!["{{ redis_url }}".into()]),
+            "{name}"
+        );
+        assert_eq!(
+            c["variables"]["redis_url"].as_str(),
+            Some("{{ redis_url }}"),
+            "{name}"
+        );
     }
 }

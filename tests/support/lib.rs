@@ -273,7 +273,10 @@ impl TestApp {
         let log = std::fs::File::create(self.dir.join("up.log")).unwrap();
         let mut cmd = if self.options.cloud_manifest {
             let mut c = Command::new("spin");
-            c.current_dir(repo_root()).arg("up").arg("-f").arg("spin.cloud.toml");
+            c.current_dir(repo_root())
+                .arg("up")
+                .arg("-f")
+                .arg("spin.cloud.toml");
             c.arg("--listen").arg(format!("127.0.0.1:{port}"));
             c.arg("--state-dir").arg(self.dir.join("state"));
             c
@@ -287,6 +290,8 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // Tests poll hard; a test about rate limiting sets its own limit.
+        cmd.env("SPIN_VARIABLE_RATE_LIMIT_MAX", "1000000");
         for (k, v) in &self.options.variables {
             cmd.env(format!("SPIN_VARIABLE_{}", k.to_uppercase()), v);
         }

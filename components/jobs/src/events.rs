@@ -24,7 +24,10 @@ pub fn route(path: &str) -> Option<&str> {
 }
 
 pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutparam) {
-    let opened = (|| {
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    let (rate, admitted) = data20_http::gate::admit(req, &settings, &redis, None);
+    let opened = admitted.and_then(|_| {
         let id = JobId::parse(raw_id)?;
         let last_seq = match data20_http::header(req, "last-event-id")? {
             None => 0,
@@ -37,22 +40,25 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
             .map_err(db_error)?
             .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))?;
         Ok::<_, ApiError>((id, last_seq, db))
-    })();
+    });
     let (id, mut last_seq, db) = match opened {
         Ok(v) => v,
-        Err(e) => return io::send(out, ctx.finish(error(&e))).await,
+        Err(e) => {
+            let mut resp = error(&e);
+            rate.apply(&mut resp);
+            return io::send(out, ctx.finish(resp)).await;
+        }
     };
-    let head = Response::builder()
+    let mut head = Response::builder()
         .status(200)
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
         .header("x-accel-buffering", "no")
         .build();
+    rate.apply(&mut head);
     let Some(mut sink) = io::Stream::start(out, ctx.finish(head)) else {
         return;
     };
-    let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
     let started = Instant::now();
     let mut last_write = Instant::now();
     if !sink.write(b"retry: 1000\n\n".to_vec()).await {

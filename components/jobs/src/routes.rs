@@ -2,8 +2,10 @@
 
 use data20_domain::registry::is_safe_file_name;
 use data20_domain::{ApiError, JobId, ListFilter, Registry, REGISTRY_DIR};
+use data20_http::gate::{gated, Cached};
 use data20_http::{error, Query};
 use data20_jobs::{db_error, Jobs};
+use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
 use serde_json::json;
@@ -17,43 +19,59 @@ fn or_error(r: Result<Response, ApiError>) -> Response {
 /// GET /api/jobs/{id}: the cached status document as stored bytes (HIT), else SQLite
 /// (MISS, and the cache is refilled; BYPASS when Redis is down). A job nobody is
 /// running any more is recovered here, on the read that notices it.
-pub fn status(_req: Request, params: Params) -> Response {
-    or_error((|| {
-        let id = JobId::parse(params.get("id").unwrap_or_default())?;
-        let settings = data20_http::settings();
-        let redis = Redis::new(&settings.redis_url);
-        let cache = match redis.get(&keys::job_status(&id)) {
-            Ok(Some(bytes)) => {
-                let mut resp = data20_http::json_bytes(200, bytes);
-                resp.set_header("x-cache", "HIT");
-                return Ok(resp);
+pub fn status(req: Request, params: Params) -> Response {
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    let id = match JobId::parse(params.get("id").unwrap_or_default()) {
+        Ok(id) => id,
+        Err(e) => return gated(&req, &settings, &redis, None, |_| error(&e)),
+    };
+    let key = keys::job_status(&id);
+    let read = CacheRead {
+        key: &key,
+        counter: "job_status",
+    };
+    gated(&req, &settings, &redis, Some(read), |cached| {
+        or_error((|| {
+            let cache = match cached {
+                Cached::Hit(bytes) => {
+                    let mut resp = data20_http::json_bytes(200, bytes);
+                    resp.set_header("x-cache", "HIT");
+                    return Ok(resp);
+                }
+                Cached::Miss => "MISS",
+                Cached::Bypass => "BYPASS",
+            };
+            let db = Db::open().map_err(db_error)?;
+            let jobs = Jobs {
+                db: &db,
+                redis: &redis,
+                settings: &settings,
+                source: "api",
+            };
+            let mut record = jobs.load(&id)?;
+            if Jobs::is_stale(&record) {
+                let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                record = jobs.run(&registry, &id, &record.tool.clone())?;
+            } else if cache == "MISS" {
+                jobs.cache_status(&record);
             }
-            Ok(None) => "MISS",
-            Err(_) => "BYPASS",
-        };
-        let db = Db::open().map_err(db_error)?;
-        let jobs = Jobs {
-            db: &db,
-            redis: &redis,
-            settings: &settings,
-            source: "api",
-        };
-        let mut record = jobs.load(&id)?;
-        if Jobs::is_stale(&record) {
-            let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            record = jobs.run(&registry, &id, &record.tool.clone())?;
-        } else if cache == "MISS" {
-            jobs.cache_status(&record);
-        }
-        let mut resp = data20_http::json(200, &record.view());
-        resp.set_header("x-cache", cache);
-        Ok(resp)
-    })())
+            let mut resp = data20_http::json(200, &record.view());
+            resp.set_header("x-cache", cache);
+            Ok(resp)
+        })())
+    })
 }
 
 /// GET /api/jobs?status=&tool=&limit=&cursor=
 pub fn list(req: Request, _: Params) -> Response {
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    gated(&req, &settings, &redis, None, |_| list_jobs(&req))
+}
+
+fn list_jobs(req: &Request) -> Response {
     or_error((|| {
         let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor"])?;
         let filter = ListFilter::parse(
@@ -81,7 +99,13 @@ pub fn list(req: Request, _: Params) -> Response {
 }
 
 /// GET /api/jobs/{id}/outputs/{name}: only names the job actually wrote.
-pub fn output(_req: Request, params: Params) -> Response {
+pub fn output(req: Request, params: Params) -> Response {
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    gated(&req, &settings, &redis, None, |_| output_file(&params))
+}
+
+fn output_file(params: &Params) -> Response {
     or_error((|| {
         let id = JobId::parse(params.get("id").unwrap_or_default())?;
         let name = params.get("name").unwrap_or_default();

@@ -3,7 +3,7 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
-use data20_domain::{ApiError, Registry, REGISTRY_DIR};
+use data20_domain::{ApiError, Registry, Settings, REGISTRY_DIR};
 use data20_http::{error, header, io, Ctx};
 use data20_jobs::{Dispatch, Jobs};
 use data20_redis::Redis;
@@ -33,10 +33,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         r.set_header("allow", "POST");
         r
     } else {
-        match body_ok.and_then(|()| run(&request)) {
-            Ok(resp) => resp,
-            Err(e) => error(&e),
-        }
+        let settings = data20_http::settings();
+        let redis = Redis::new(&settings.redis_url);
+        data20_http::gate::gated(&request, &settings, &redis, None, |_| {
+            match body_ok.and_then(|()| run(&request, &settings, &redis)) {
+                Ok(resp) => resp,
+                Err(e) => error(&e),
+            }
+        })
     };
     io::send(out, ctx.finish(resp)).await;
 }
@@ -53,8 +57,7 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn run(req: &Request) -> Result<Response, ApiError> {
-    let settings = data20_http::settings();
+fn run(req: &Request, settings: &Settings, redis: &Redis) -> Result<Response, ApiError> {
     data20_http::auth::check_bearer(settings.api_token.as_deref(), header(req, "authorization")?)?;
     if let Some(ct) = header(req, "content-type")? {
         if !ct.to_ascii_lowercase().starts_with("application/json") {
@@ -94,10 +97,9 @@ fn run(req: &Request) -> Result<Response, ApiError> {
     }
 
     let db = Db::open().map_err(data20_jobs::db_error)?;
-    let redis = Redis::new(&settings.redis_url);
     let jobs = Jobs {
         db: &db,
-        redis: &redis,
+        redis,
         settings: &settings,
         source: "api",
     };

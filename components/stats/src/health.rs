@@ -13,9 +13,15 @@ struct Health {
     sqlite: &'static str,
 }
 
-pub fn handle(_req: Request, _: Params) -> Response {
+pub fn handle(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis_up = Redis::new(&settings.redis_url).ping().is_ok();
+    let redis = Redis::new(&settings.redis_url);
+    data20_http::gate::gated(&req, &settings, &redis, None, |_| health(&redis))
+}
+
+fn health(redis: &Redis) -> Response {
+    // The gate's round trip just talked to Redis: no second PING needed.
+    let redis_up = !redis.known_down();
     let sqlite_up = Db::open().and_then(|db| db.ping()).is_ok();
     let health = Health {
         status: match (sqlite_up, redis_up) {

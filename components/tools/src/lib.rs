@@ -6,7 +6,9 @@
 
 use data20_domain::etag::{etag_for, if_none_match};
 use data20_domain::{ApiError, Registry, Settings, REGISTRY_DIR};
+use data20_http::gate::{gated, Cached};
 use data20_http::{error, header, Ctx, Query};
+use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
 use spin_sdk::http::{Params, Request, Response, Router};
 use spin_sdk::http_component;
@@ -23,13 +25,13 @@ fn handle(req: Request) -> Response {
 }
 
 fn list(req: Request, _: Params) -> Response {
-    respond(&req, |settings| {
+    respond(&req, |settings, cached| {
         let query = Query::parse(req.query(), &["category"])?;
         let category = query
             .get("category")
             .map(|c| data20_domain::registry::parse_category(c).map_err(ApiError::BadRequest))
             .transpose()?;
-        let (cached, cache) = registry_bytes(settings)?;
+        let (cached, cache) = registry_bytes(settings, cached)?;
         let body = match category {
             None => cached,
             Some(c) => parse_registry(&cached)?.filtered(Some(c)).to_json(),
@@ -40,8 +42,8 @@ fn list(req: Request, _: Params) -> Response {
 
 fn one(req: Request, params: Params) -> Response {
     let name = params.get("name").unwrap_or_default().to_string();
-    respond(&req, |settings| {
-        let (cached, cache) = registry_bytes(settings)?;
+    respond(&req, |settings, cached| {
+        let (cached, cache) = registry_bytes(settings, cached)?;
         let registry = parse_registry(&cached)?;
         let tool = registry
             .get(&name)
@@ -52,45 +54,56 @@ fn one(req: Request, params: Params) -> Response {
 }
 
 /// Renders a registry answer with its ETag, `X-Cache` and a 304 on a matching
-/// `If-None-Match`.
+/// `If-None-Match`, behind the gate (rate limit and cache read in one round trip).
 fn respond(
     req: &Request,
-    body: impl FnOnce(&Settings) -> Result<(Vec<u8>, &'static str), ApiError>,
+    body: impl FnOnce(&Settings, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
 ) -> Response {
     let settings = data20_http::settings();
-    let result = header(req, "if-none-match").and_then(|inm| Ok((inm, body(&settings)?)));
-    match result {
-        Err(e) => error(&e),
-        Ok((inm, (body, cache))) => {
-            let etag = etag_for(&body);
-            let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
-                Response::new(304, ())
-            } else {
-                data20_http::json_bytes(200, body)
-            };
-            resp.set_header("etag", etag);
-            resp.set_header("cache-control", "no-cache");
-            resp.set_header("x-cache", cache);
-            resp
+    let redis = Redis::new(&settings.redis_url);
+    let read = CacheRead {
+        key: keys::TOOL_REGISTRY,
+        counter: "tool_registry",
+    };
+    gated(req, &settings, &redis, Some(read), |cached| {
+        let result =
+            header(req, "if-none-match").and_then(|inm| Ok((inm, body(&settings, cached)?)));
+        match result {
+            Err(e) => error(&e),
+            Ok((inm, (body, cache))) => {
+                let etag = etag_for(&body);
+                let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
+                    Response::new(304, ())
+                } else {
+                    data20_http::json_bytes(200, body)
+                };
+                resp.set_header("etag", etag);
+                resp.set_header("cache-control", "no-cache");
+                resp.set_header("x-cache", cache);
+                resp
+            }
         }
-    }
+    })
 }
 
-/// The registry JSON: from Redis on a HIT, else from the files (and cached, on a MISS).
-/// With Redis down this is a BYPASS: the files answer and nothing is cached.
-fn registry_bytes(settings: &Settings) -> Result<(Vec<u8>, &'static str), ApiError> {
-    let redis = Redis::new(&settings.redis_url);
-    match redis.get(keys::TOOL_REGISTRY) {
-        Ok(Some(bytes)) => return Ok((bytes, "HIT")),
-        Ok(None) => {}
-        Err(e) if e.is_unavailable() => return Ok((load_files()?.to_json(), "BYPASS")),
-        Err(e) => data20_http::log_warn(&format!("registry cache read failed: {e}")),
+/// The registry JSON: the cached bytes on a HIT, else the files (cached again on a
+/// MISS). With Redis down this is a BYPASS: the files answer and nothing is cached.
+fn registry_bytes(
+    settings: &Settings,
+    cached: Cached,
+) -> Result<(Vec<u8>, &'static str), ApiError> {
+    match cached {
+        Cached::Hit(bytes) => Ok((bytes, "HIT")),
+        Cached::Bypass => Ok((load_files()?.to_json(), "BYPASS")),
+        Cached::Miss => {
+            let bytes = load_files()?.to_json();
+            let redis = Redis::new(&settings.redis_url);
+            if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &bytes, settings.tool_cache_ttl_s) {
+                data20_http::log_warn(&format!("registry cache write failed: {e}"));
+            }
+            Ok((bytes, "MISS"))
+        }
     }
-    let bytes = load_files()?.to_json();
-    if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &bytes, settings.tool_cache_ttl_s) {
-        data20_http::log_warn(&format!("registry cache write failed: {e}"));
-    }
-    Ok((bytes, "MISS"))
 }
 
 fn load_files() -> Result<Registry, ApiError> {

@@ -6,6 +6,7 @@
 //! remembers it and answers `Unavailable` at once for the rest of the request instead
 //! of paying another connection attempt.
 
+pub mod gate;
 pub mod info;
 pub mod keys;
 

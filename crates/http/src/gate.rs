@@ -1,0 +1,213 @@
+//! Every `/api/*` request passes the gate first: client identity, the per-IP rate
+//! limit and (folded into the same Redis round trip) the route's cache read. The
+//! rate-limit headers go on every answer, a rejection is a 429 with `Retry-After`.
+
+use data20_domain::{ApiError, Settings};
+use data20_redis::gate::{Admission, CacheRead};
+use data20_redis::{keys, Redis};
+use spin_sdk::http::{Request, Response};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// What the gate found in the cache for the route.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    Hit(Vec<u8>),
+    Miss,
+    /// Redis is unavailable: skip the cache for this request.
+    Bypass,
+}
+
+/// The client's address: the header the Spin host sets (`true-client-ip` where the
+/// host uses it, else `spin-client-addr`), or the first `X-Forwarded-For` entry only
+/// when `trust_forwarded_for` says a trusted proxy sets it.
+pub fn client_ip(
+    settings: &Settings,
+    forwarded_for: Option<&str>,
+    true_client_ip: Option<&str>,
+    spin_client_addr: Option<&str>,
+) -> Result<IpAddr, ApiError> {
+    let bad = |h: &str| ApiError::BadRequest(format!("header {h} does not hold an IP address"));
+    if settings.trust_forwarded_for {
+        if let Some(xff) = forwarded_for {
+            let first = xff.split(',').next().unwrap_or_default().trim();
+            return first.parse().map_err(|_| bad("x-forwarded-for"));
+        }
+    }
+    if let Some(ip) = true_client_ip {
+        return ip.trim().parse().map_err(|_| bad("true-client-ip"));
+    }
+    match spin_client_addr {
+        Some(addr) => addr
+            .trim()
+            .parse::<SocketAddr>()
+            .map(|s| s.ip())
+            .or_else(|_| addr.trim().parse::<IpAddr>())
+            .map_err(|_| bad("spin-client-addr")),
+        // Not behind Spin's HTTP trigger (never the case in production): one bucket.
+        None => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    }
+}
+
+/// The rate-limit headers for an answer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateHeaders {
+    pub limit: u64,
+    pub remaining: u64,
+    pub reset_s: u64,
+}
+
+impl RateHeaders {
+    pub fn apply(&self, resp: &mut Response) {
+        resp.set_header("x-ratelimit-limit", self.limit.to_string());
+        resp.set_header("x-ratelimit-remaining", self.remaining.to_string());
+        resp.set_header("x-ratelimit-reset", self.reset_s.to_string());
+    }
+}
+
+/// Runs the gate for `req` and, when admitted, `handler` with what the cache held.
+/// The rate-limit headers are put on whatever comes back.
+pub fn gated(
+    req: &Request,
+    settings: &Settings,
+    redis: &Redis,
+    cache: Option<CacheRead<'_>>,
+    handler: impl FnOnce(Cached) -> Response,
+) -> Response {
+    let (headers, outcome) = admit(req, settings, redis, cache);
+    let mut resp = match outcome {
+        Ok(cached) => handler(cached),
+        Err(e) => crate::error(&e),
+    };
+    headers.apply(&mut resp);
+    resp
+}
+
+pub fn admit(
+    req: &Request,
+    settings: &Settings,
+    redis: &Redis,
+    cache: Option<CacheRead<'_>>,
+) -> (RateHeaders, Result<Cached, ApiError>) {
+    let open = RateHeaders {
+        limit: settings.rate_limit_max,
+        remaining: settings.rate_limit_max,
+        reset_s: settings.rate_limit_window_s,
+    };
+    let ip = match identity(req, settings) {
+        Ok(ip) => ip,
+        Err(e) => return (open, Err(e)),
+    };
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    match redis.gate(
+        &keys::rate_limit(&ip),
+        settings.rate_limit_max,
+        settings.rate_limit_window_s,
+        &nonce,
+        cache,
+    ) {
+        Ok(Admission { allowed, limit, remaining, reset_ms, cached }) => {
+            let headers = RateHeaders { limit, remaining, reset_s: reset_ms.div_ceil(1000) };
+            if !allowed {
+                let retry_after_s = reset_ms.div_ceil(1000).max(1);
+                return (headers, Err(ApiError::TooManyRequests { retry_after_s }));
+            }
+            let cached = match (cache, cached) {
+                (_, Some(bytes)) => Cached::Hit(bytes),
+                _ => Cached::Miss,
+            };
+            (headers, Ok(cached))
+        }
+        Err(e) if settings.rate_limit_fail_open || !e.is_unavailable() => {
+            if !e.is_unavailable() {
+                crate::log_warn(&format!("rate limiter error, letting the request through: {e}"));
+            }
+            (open, Ok(Cached::Bypass))
+        }
+        Err(_) => (
+            open,
+            Err(ApiError::Unavailable(
+                "the rate limiter is unavailable and rate_limit_fail_open is false; try again shortly".into(),
+            )),
+        ),
+    }
+}
+
+fn identity(req: &Request, settings: &Settings) -> Result<IpAddr, ApiError> {
+    client_ip(
+        settings,
+        crate::header(req, "x-forwarded-for")?,
+        crate::header(req, "true-client-ip")?,
+        crate::header(req, "spin-client-addr")?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(trust: bool) -> Settings {
+        Settings {
+            trust_forwarded_for: trust,
+            ..Settings::default()
+        }
+    }
+
+    #[test]
+    fn uses_the_address_spin_sets() {
+        let ip = client_ip(&settings(false), None, None, Some("127.0.0.1:5000")).unwrap();
+        assert_eq!(ip.to_string(), "127.0.0.1");
+        let v6 = client_ip(&settings(false), None, None, Some("[::1]:5000")).unwrap();
+        assert_eq!(v6.to_string(), "::1");
+        assert_eq!(
+            client_ip(
+                &settings(false),
+                None,
+                Some("203.0.113.9"),
+                Some("10.0.0.1:1")
+            )
+            .unwrap()
+            .to_string(),
+            "203.0.113.9"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_unless_trusted() {
+        let xff = Some("198.51.100.7, 10.0.0.1");
+        let addr = Some("127.0.0.1:5000");
+        assert_eq!(
+            client_ip(&settings(false), xff, None, addr)
+                .unwrap()
+                .to_string(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            client_ip(&settings(true), xff, None, addr)
+                .unwrap()
+                .to_string(),
+            "198.51.100.7"
+        );
+    }
+
+    #[test]
+    fn garbage_addresses_are_400s() {
+        assert_eq!(
+            client_ip(&settings(true), Some("not-an-ip"), None, None)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            client_ip(&settings(false), None, Some("x"), None)
+                .unwrap_err()
+                .status(),
+            400
+        );
+        assert_eq!(
+            client_ip(&settings(false), None, None, Some("nope"))
+                .unwrap_err()
+                .status(),
+            400
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! Rate limiting and access control, end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use data20_e2e::{example_params, Options, TestApp};
+use serde_json::json;
+use std::sync::Arc;
+
+fn limited(max: u64, extra: &[(&str, &str)]) -> TestApp {
+    let mut variables = vec![("rate_limit_max".to_string(), max.to_string())];
+    variables.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    TestApp::start_with(Options {
+        workers: 0,
+        variables,
+        ..Options::default()
+    })
+}
+
+#[test]
+fn exactly_the_limit_passes_under_concurrency_and_the_key_expires() {
+    let app = Arc::new(limited(100, &[]));
+    // /api/health was called while starting; clear the window for an exact count.
+    let mut redis = app.redis_conn();
+    let _: i64 = redis::cmd("DEL")
+        .arg("api:127.0.0.1")
+        .query(&mut redis)
+        .unwrap();
+
+    let threads: Vec<_> = (0..30)
+        .map(|t| {
+            let app = Arc::clone(&app);
+            std::thread::spawn(move || {
+                (0..5)
+                    .map(|i| {
+                        let path = if (t + i) % 2 == 0 {
+                            "/api/tools"
+                        } else {
+                            "/api/health"
+                        };
+                        let r = app.get(path);
+                        (
+                            r.status,
+                            r.header("retry-after").map(str::to_string),
+                            r.header("x-ratelimit-remaining").map(str::to_string),
+                            r.body,
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let results: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(results.len(), 150);
+    let ok = results.iter().filter(|r| r.0 == 200).count();
+    let rejected: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert_eq!(ok, 100, "exactly rate_limit_max pass");
+    assert_eq!(rejected.len(), 50);
+    for (_, retry, remaining, body) in rejected {
+        let secs: u64 = retry.as_deref().expect("Retry-After").parse().unwrap();
+        assert!((1..=60).contains(&secs), "{secs}");
+        assert_eq!(remaining.as_deref(), Some("0"));
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["error"]["code"], "rate_limited");
+    }
+    // The limiter key always carries a TTL of at most the window.
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("api:127.0.0.1")
+        .query(&mut redis)
+        .unwrap();
+    assert!((1..=60_000).contains(&pttl), "pttl {pttl}");
+
+    // A spoofed X-Forwarded-For gains nothing while trust_forwarded_for is false.
+    let spoofed = app.request(
+        "GET",
+        "/api/tools",
+        &[("x-forwarded-for", "203.0.113.77")],
+        None,
+    );
+    assert_eq!(spoofed.status, 429);
+    let bad = app.request(
+        "POST",
+        "/api/run",
+        &[("content-type", "application/json")],
+        Some(b"{}"),
+    );
+    assert_eq!(bad.status, 429, "POSTs count against the same window");
+}
+
+#[test]
+fn every_answer_carries_rate_limit_headers() {
+    let app = limited(50, &[]);
+    let (id, _) = app.submit("build_graph", example_params("build_graph"));
+    for path in [
+        "/api/tools".to_string(),
+        "/api/tools/build_graph".to_string(),
+        "/api/health".to_string(),
+        "/api/jobs".to_string(),
+        format!("/api/jobs/{id}"),
+        format!("/api/jobs/{id}/outputs/graph.json"),
+        format!("/api/jobs/{id}/events"),
+        "/api/jobs/not-a-uuid".to_string(),
+    ] {
+        let r = app.get(&path);
+        assert_eq!(r.header("x-ratelimit-limit"), Some("50"), "{path}");
+        let remaining: u64 = r.header("x-ratelimit-remaining").unwrap().parse().unwrap();
+        assert!(remaining < 50, "{path}");
+        let reset: u64 = r.header("x-ratelimit-reset").unwrap().parse().unwrap();
+        assert!(reset <= 60, "{path}");
+    }
+}
+
+#[test]
+fn forwarded_for_is_honoured_only_when_trusted() {
+    let app = limited(3, &[("trust_forwarded_for", "true")]);
+    let from = |ip: &str| {
+        app.request("GET", "/api/tools", &[("x-forwarded-for", ip)], None)
+            .status
+    };
+    assert_eq!(
+        [
+            from("198.51.100.1"),
+            from("198.51.100.1"),
+            from("198.51.100.1")
+        ],
+        [200, 200, 200]
+    );
+    assert_eq!(from("198.51.100.1"), 429);
+    assert_eq!(
+        from("198.51.100.2"),
+        200,
+        "another client has its own window"
+    );
+    let mut redis = app.redis_conn();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("api:198.51.100.2")
+        .query(&mut redis)
+        .unwrap();
+    assert!(ttl > 0);
+    app.request(
+        "GET",
+        "/api/tools",
+        &[("x-forwarded-for", "not-an-ip")],
+        None,
+    )
+    .assert_error(400, "bad_request");
+}
+
+#[test]
+fn the_limiter_fails_open_by_default_and_closed_when_configured() {
+    let mut open = limited(2, &[]);
+    open.redis.stop();
+    for _ in 0..5 {
+        let r = open.get("/api/tools");
+        assert_eq!(r.status, 200, "fail open: Redis down lets requests through");
+        assert_eq!(r.header("x-cache"), Some("BYPASS"));
+        assert!(r.header("x-ratelimit-limit").is_some());
+    }
+    drop(open);
+
+    let mut closed = limited(2, &[("rate_limit_fail_open", "false")]);
+    closed.redis.stop();
+    closed.get("/api/tools").assert_error(503, "unavailable");
+    closed.get("/api/jobs").assert_error(503, "unavailable");
+    closed.redis.restart();
+    assert_eq!(closed.get("/api/tools").status, 200);
+}
+
+#[test]
+fn post_routes_need_the_bearer_token_when_one_is_set() {
+    let app = TestApp::start_with(Options {
+        workers: 0,
+        variables: vec![("api_token".into(), "s3cret-token".into())],
+        ..Options::default()
+    });
+    let body = json!({"tool": "build_graph", "params": example_params("build_graph")}).to_string();
+    let post = |auth: Option<&str>| {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(a) = auth {
+            headers.push(("authorization", a));
+        }
+        app.request("POST", "/api/run", &headers, Some(body.as_bytes()))
+    };
+    let missing = post(None);
+    missing.assert_error(401, "unauthorized");
+    assert!(missing
+        .header("www-authenticate")
+        .unwrap()
+        .starts_with("Bearer"));
+    post(Some("Bearer wrong")).assert_error(401, "unauthorized");
+    post(Some("s3cret-token")).assert_error(401, "unauthorized");
+    assert_eq!(post(Some("Bearer s3cret-token")).status, 202);
+    // Read routes stay open.
+    assert_eq!(app.get("/api/tools").status, 200);
+    assert_eq!(app.get("/api/jobs").status, 200);
+}
