@@ -100,7 +100,7 @@ fn run(req: &Request, settings: &Settings, redis: &Redis) -> Result<Response, Ap
     let jobs = Jobs {
         db: &db,
         redis,
-        settings: &settings,
+        settings,
         source: "api",
     };
     let (record, dispatch) = jobs.submit(&registry, spec, &body.params)?;
