@@ -329,6 +329,31 @@ impl TestApp {
         }
     }
 
+    /// Kills worker `n` (1-based) with SIGKILL: its `spin up` and the `spin trigger
+    /// redis` process that `spin up` runs the component in, as a crash would.
+    pub fn kill_worker(&self, n: usize) {
+        let pid = self.worker_pids()[n - 1];
+        let children = Command::new("pgrep")
+            .arg("-P")
+            .arg(pid.to_string())
+            .output()
+            .unwrap();
+        let mut pids: Vec<i32> = String::from_utf8_lossy(&children.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        assert!(
+            !pids.is_empty(),
+            "worker {n} (pid {pid}) has no trigger process"
+        );
+        pids.push(pid);
+        for p in pids {
+            unsafe {
+                libc::kill(p, libc::SIGKILL);
+            }
+        }
+    }
+
     /// PIDs of the worker `spin up` processes, as `scripts/up` recorded them.
     pub fn worker_pids(&self) -> Vec<i32> {
         (1..=self.options.workers)
