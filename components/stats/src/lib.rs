@@ -3,7 +3,9 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+mod docs;
 mod health;
+mod stats;
 
 use data20_http::Ctx;
 use spin_sdk::http::{Request, Response, Router};
@@ -14,6 +16,17 @@ fn handle(req: Request) -> Response {
     let ctx = Ctx::new("stats", &req);
     let mut router = Router::new();
     router.get("/api/health", health::handle);
-    data20_http::add_fallbacks(&mut router, &["/api/health"]);
+    router.get("/api/stats", stats::handle);
+    router.get("/api/openapi.json", docs::openapi);
+    router.get("/api/docs", docs::page);
+    data20_http::add_fallbacks(
+        &mut router,
+        &[
+            "/api/health",
+            "/api/stats",
+            "/api/openapi.json",
+            "/api/docs",
+        ],
+    );
     ctx.finish(router.handle(req))
 }

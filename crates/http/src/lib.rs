@@ -33,8 +33,6 @@ pub struct Ctx {
     pub method: String,
     pub path: String,
     started: std::time::Instant,
-    /// Cache outcome, logged and sent as `X-Cache` when set.
-    pub cache: Option<&'static str>,
 }
 
 impl Ctx {
@@ -51,16 +49,16 @@ impl Ctx {
             method: req.method().to_string(),
             path: req.path().to_string(),
             started: std::time::Instant::now(),
-            cache: None,
         }
     }
 
     /// Stamps the common headers on `resp` and writes the request's log line.
     pub fn finish(&self, mut resp: Response) -> Response {
         resp.set_header("x-request-id", self.request_id.clone());
-        if let Some(cache) = self.cache {
-            resp.set_header("x-cache", cache);
-        }
+        let cache = resp
+            .header("x-cache")
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
         eprintln!(
             "{}",
             serde_json::json!({
@@ -71,7 +69,7 @@ impl Ctx {
                 "route": self.path,
                 "status": *resp.status(),
                 "duration_us": self.started.elapsed().as_micros() as u64,
-                "cache": self.cache,
+                "cache": cache,
             })
         );
         resp

@@ -2,6 +2,7 @@
 
 pub mod jobs;
 pub mod migrations;
+pub mod stats;
 
 use spin_sdk::sqlite::{Connection, QueryResult, Value};
 
@@ -53,7 +54,8 @@ impl Db {
     }
 
     /// Runs `f`; if it fails because the schema is missing or old, applies the
-    /// migrations and runs it once more.
+    /// migrations and runs it once more. A query that needs a later migration's object
+    /// (a table, column or index) triggers it the same way.
     pub fn with_schema<T>(&self, f: impl Fn(&Db) -> Result<T, DbError>) -> Result<T, DbError> {
         match f(self) {
             Err(DbError::Schema(_)) => {

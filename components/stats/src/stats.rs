@@ -1,0 +1,61 @@
+//! GET /api/stats: jobs by status and tool and their durations (SQLite aggregates),
+//! cache hits and misses and rate-limit rejections (counters the gate keeps in Redis),
+//! and Redis's own figures from `INFO`. With Redis down the SQLite figures remain and
+//! `redis.available` is false.
+
+use data20_http::gate::gated;
+use data20_jobs::db_error;
+use data20_redis::{keys, Redis};
+use data20_sqlite::Db;
+use serde_json::{json, Value};
+use spin_sdk::http::{Params, Request, Response};
+use std::collections::HashMap;
+
+pub fn handle(req: Request, _: Params) -> Response {
+    let settings = data20_http::settings();
+    let redis = Redis::new(&settings.redis_url);
+    gated(&req, &settings, &redis, None, |_| match stats(&redis) {
+        Ok(v) => {
+            let mut resp = data20_http::json(200, &v);
+            resp.set_header("cache-control", "no-store");
+            resp
+        }
+        Err(e) => data20_http::error(&e),
+    })
+}
+
+fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
+    let db = Db::open().map_err(db_error)?;
+    let jobs = db.job_stats().map_err(db_error)?;
+    let counters: HashMap<String, i64> = redis
+        .hgetall(keys::STATS)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    let cache = |name: &str| {
+        let hits = counters.get(&format!("{name}:hit")).copied().unwrap_or(0);
+        let misses = counters.get(&format!("{name}:miss")).copied().unwrap_or(0);
+        let ratio = if hits + misses == 0 {
+            Value::Null
+        } else {
+            json!(((hits as f64 / (hits + misses) as f64) * 10_000.0).round() / 10_000.0)
+        };
+        json!({"hits": hits, "misses": misses, "hit_ratio": ratio})
+    };
+    let redis_info = match redis.info() {
+        Ok(info) => {
+            let mut v = json!(info);
+            v["available"] = json!(true);
+            v
+        }
+        Err(_) => json!({"available": false}),
+    };
+    Ok(json!({
+        "jobs": {"total": jobs.total, "by_status": jobs.by_status, "by_tool": jobs.by_tool},
+        "durations_ms": jobs.durations_ms,
+        "cache": {"tool_registry": cache("tool_registry"), "job_status": cache("job_status")},
+        "rate_limit": {"rejections": counters.get("rate_limited").copied().unwrap_or(0)},
+        "redis": redis_info,
+    }))
+}

@@ -1,0 +1,229 @@
+//! Stats, health and the OpenAPI document, end to end.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use data20_e2e::{example_params, repo_root, TestApp};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const FINISH: Duration = Duration::from_secs(30);
+
+fn counters(app: &TestApp, cache: &str) -> (i64, i64, Value) {
+    let s = app.get("/api/stats").json();
+    let c = &s["cache"][cache];
+    (
+        c["hits"].as_i64().unwrap(),
+        c["misses"].as_i64().unwrap(),
+        c["hit_ratio"].clone(),
+    )
+}
+
+#[test]
+fn stats_match_the_jobs_run_and_survive_a_redis_outage() {
+    let mut app = TestApp::start();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.submit("build_graph", example_params("build_graph")).0);
+    }
+    for _ in 0..2 {
+        ids.push(
+            app.submit("build_graph", json!({"edges_csv": "no,header\n"}))
+                .0,
+        );
+    }
+    ids.push(app.submit("text_stats", example_params("text_stats")).0);
+    for id in &ids {
+        app.wait_final(id, FINISH);
+    }
+
+    let s = app.get("/api/stats").json();
+    assert_eq!(s["jobs"]["total"], 6, "{s}");
+    assert_eq!(
+        s["jobs"]["by_status"],
+        json!({"queued": 0, "running": 0, "completed": 4, "failed": 2})
+    );
+    assert_eq!(
+        s["jobs"]["by_tool"]["build_graph"],
+        json!({"total": 5, "completed": 3, "failed": 2})
+    );
+    assert_eq!(
+        s["jobs"]["by_tool"]["text_stats"],
+        json!({"total": 1, "completed": 1})
+    );
+    let d = &s["durations_ms"];
+    assert_eq!(d["count"], 4);
+    let (p50, p95) = (d["p50"].as_i64().unwrap(), d["p95"].as_i64().unwrap());
+    assert!(0 <= p50 && p50 <= p95, "{d}");
+    assert!(d["mean"].as_f64().unwrap() >= 0.0);
+    let r = &s["redis"];
+    assert_eq!(r["available"], true);
+    assert!(
+        r["version"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .next()
+            .unwrap()
+            .is_ascii_digit(),
+        "{r}"
+    );
+    assert!(r["used_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(r["connected_clients"].as_u64().unwrap() >= 1);
+    assert!(r["uptime_s"].as_u64().is_some());
+    assert!(r["keys"].as_u64().unwrap() >= 1);
+    assert!(s["rate_limit"]["rejections"].as_i64().is_some());
+
+    // The registry's hit ratio moves with a MISS, then a HIT.
+    let (h0, m0, _) = counters(&app, "tool_registry");
+    assert_eq!(app.get("/api/tools").header("x-cache"), Some("MISS"));
+    let (h1, m1, _) = counters(&app, "tool_registry");
+    assert_eq!((h1, m1), (h0, m0 + 1));
+    assert_eq!(app.get("/api/tools").header("x-cache"), Some("HIT"));
+    let (h2, m2, ratio) = counters(&app, "tool_registry");
+    assert_eq!((h2, m2), (h0 + 1, m0 + 1));
+    let expected = (h2 as f64 / (h2 + m2) as f64 * 10_000.0).round() / 10_000.0;
+    assert_eq!(ratio.as_f64(), Some(expected));
+    // Job status reads count too.
+    let (jh0, _, _) = counters(&app, "job_status");
+    assert_eq!(
+        app.get(&format!("/api/jobs/{}", ids[0])).header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(counters(&app, "job_status").0, jh0 + 1);
+
+    app.redis.stop();
+    let down = app.get("/api/stats");
+    assert_eq!(down.status, 200);
+    let s = down.json();
+    assert_eq!(s["redis"], json!({"available": false}));
+    assert_eq!(s["jobs"]["total"], 6);
+    assert_eq!(s["durations_ms"]["count"], 4);
+}
+
+/// `/api/tools/...` in spin.toml → the literal prefix `/api/tools`.
+fn manifest_routes() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    let manifest: toml::Value = toml::from_str(&text).unwrap();
+    manifest["trigger"]["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t["route"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches("/...")
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn the_openapi_document_covers_every_route_and_every_get_answers_as_documented() {
+    let app = TestApp::start();
+    let doc_reply = app.get("/api/openapi.json");
+    assert_eq!(doc_reply.status, 200);
+    let doc = doc_reply.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+
+    for route in manifest_routes() {
+        assert!(
+            paths
+                .keys()
+                .any(|p| p == &route || p.starts_with(&format!("{route}/"))),
+            "spin.toml route {route} is missing from the OpenAPI document"
+        );
+    }
+
+    let (job, _) = app.submit("build_graph", example_params("build_graph"));
+    app.wait_final(&job, FINISH);
+    for (path, item) in paths {
+        let Some(get) = item.get("get") else { continue };
+        let concrete = path.replace("{id}", &job).replace(
+            "{name}",
+            if path.contains("outputs") {
+                "graph.html"
+            } else {
+                "build_graph"
+            },
+        );
+        let r = app.get(&concrete);
+        let documented = get["responses"].as_object().unwrap();
+        assert!(
+            documented.contains_key(&r.status.to_string()),
+            "GET {concrete} answered {} which {path} does not document",
+            r.status
+        );
+        assert_eq!(r.status, 200, "GET {concrete}: {}", r.text());
+        // Documented headers are there on the success answer.
+        for header in documented["200"]["headers"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            assert!(
+                r.header(header).is_some(),
+                "GET {concrete} lacks documented header {header}"
+            );
+        }
+        // Documented error shapes: an unknown id answers with a documented 4xx.
+        if path.contains("{id}") {
+            let missing = app.get(
+                &path
+                    .replace("{id}", "00000000-0000-7000-8000-000000000000")
+                    .replace("{name}", "graph.html"),
+            );
+            assert!(
+                documented.contains_key(&missing.status.to_string()),
+                "{path}: {}",
+                missing.status
+            );
+            missing.assert_error(404, "not_found");
+        }
+    }
+    let post_run = &paths["/api/run"]["post"]["responses"];
+    for code in ["202", "400", "401", "404", "413", "415", "422", "429"] {
+        assert!(
+            post_run.get(code).is_some(),
+            "/api/run does not document {code}"
+        );
+    }
+
+    let page = app.get("/api/docs");
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text();
+    assert!(html.contains("/api/openapi.json"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the docs page must not load anything from the network"
+    );
+}
+
+#[test]
+fn every_request_writes_one_structured_log_line() {
+    let app = TestApp::start();
+    let r = app.request(
+        "GET",
+        "/api/tools",
+        &[("x-request-id", "log-check-1")],
+        None,
+    );
+    assert_eq!(r.header("x-request-id"), Some("log-check-1"));
+    let log = std::fs::read_to_string(app.dir.join("state/logs/tools_stderr.txt")).unwrap();
+    let line: Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["request_id"] == "log-check-1")
+        .unwrap_or_else(|| panic!("no log line for the request in:\n{log}"));
+    assert_eq!(line["component"], "tools");
+    assert_eq!(line["route"], "/api/tools");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["cache"], "MISS");
+    assert!(line["duration_us"].as_u64().is_some());
+}
