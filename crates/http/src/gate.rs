@@ -133,9 +133,15 @@ pub fn admit(
 }
 
 fn identity(req: &Request, settings: &Settings) -> Result<IpAddr, ApiError> {
+    // An untrusted X-Forwarded-For is not even read: it cannot change the answer.
+    let forwarded_for = if settings.trust_forwarded_for {
+        crate::header(req, "x-forwarded-for")?
+    } else {
+        None
+    };
     client_ip(
         settings,
-        crate::header(req, "x-forwarded-for")?,
+        forwarded_for,
         crate::header(req, "true-client-ip")?,
         crate::header(req, "spin-client-addr")?,
     )
