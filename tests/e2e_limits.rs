@@ -216,6 +216,16 @@ fn raw(app: &TestApp, request: &[u8]) -> (u16, String) {
     (status, text)
 }
 
+/// (method, path, headers, body, expected status, expected error code)
+type Case<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    Option<&'a [u8]>,
+    u16,
+    &'a str,
+);
+
 #[test]
 fn hostile_requests_get_clear_4xx_json_errors() {
     let app = TestApp::start_with(Options {
@@ -227,8 +237,7 @@ fn hostile_requests_get_clear_4xx_json_errors() {
     let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
     let deep_body = format!(r#"{{"tool": "build_graph", "params": {{"edges": {deep}}}}}"#);
     let json = [("content-type", "application/json")];
-    // (method, path, headers, body, status, code)
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Option<&[u8]>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "GET",
             "/api/jobs/not-a-uuid".into(),
