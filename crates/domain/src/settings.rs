@@ -60,7 +60,7 @@ impl Settings {
             }
         };
         num("tool_cache_ttl", &mut s.tool_cache_ttl_s, 0);
-        num("job_status_ttl", &mut s.job_status_ttl_s, 1);
+        num("job_status_ttl", &mut s.job_status_ttl_s, 0);
         num("rate_limit_max", &mut s.rate_limit_max, 1);
         num("rate_limit_window", &mut s.rate_limit_window_s, 1);
         let mut flag = |name: &str, slot: &mut bool| {

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""data20 benchmark: each route next to Spin's own floors, measured in the same run.
+
+Starts a redis-server and several Spin apps on free loopback ports, drives them with
+wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
+latency and each route's ratio to the two floors (a hello-world component with no
+I/O, and one that makes exactly one Redis GET of a registry-sized value).
+
+Usage: scripts/bench [--duration S] [--connections N] [--out FILE]
+"""
+import argparse, http.client, json, os, re, signal, socket, sqlite3, statistics
+import subprocess, sys, tempfile, time, uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def spawn(cmd, env=None, log=None):
+    p = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+                         stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                         start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+
+
+def wait_http(port, path, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"bench: nothing answered on port {port}{path}")
+
+
+class Redis:
+    """A minimal RESP client: enough for SET, DEL, PUBSUB and SUBSCRIBE."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.f = self.s.makefile("rb")
+
+    def cmd(self, *args):
+        out = f"*{len(args)}\r\n".encode()
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            out += f"${len(a)}\r\n".encode() + a + b"\r\n"
+        self.s.sendall(out)
+        return self.read()
+
+    def read(self):
+        line = self.f.readline().rstrip(b"\r\n")
+        t, rest = line[:1], line[1:]
+        if t in (b"+", b"-"):
+            return rest.decode()
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            data = self.f.read(n + 2)[:-2]
+            return data
+        if t == b"*":
+            return [self.read() for _ in range(int(rest))]
+        raise RuntimeError(f"bad reply {line!r}")
+
+
+def start_app(name, redis_port, state_dir, workers=0, variables=None):
+    port = free_port()
+    env = {"DATA20_LISTEN": f"127.0.0.1:{port}", "DATA20_STATE_DIR": state_dir,
+           "DATA20_WORKERS": str(workers), "SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+           "SPIN_VARIABLE_RATE_LIMIT_MAX": "1000000000"}
+    for k, v in (variables or {}).items():
+        env[f"SPIN_VARIABLE_{k.upper()}"] = str(v)
+    os.makedirs(state_dir, exist_ok=True)
+    log = open(os.path.join(os.path.dirname(state_dir), f"{name}.log"), "w")
+    spawn([os.path.join(ROOT, "scripts/up")], env, log)
+    wait_http(port, "/api/health")
+    return port
+
+
+def seed_jobs(state_dir, n):
+    """Creates the schema and n completed jobs directly in the app's SQLite file."""
+    os.makedirs(state_dir, exist_ok=True)
+    db = sqlite3.connect(os.path.join(state_dir, "sqlite_db.db"))
+    for f in sorted(os.listdir(os.path.join(ROOT, "migrations"))):
+        db.executescript(open(os.path.join(ROOT, "migrations", f)).read())
+    now = int(time.time() * 1000) - n
+    rows = []
+    for i in range(n):
+        t = now + i
+        rows.append((str(uuid.UUID(int=(t << 80) | (0x7 << 76) | (0x8 << 60) | i)), "build_graph", "{}",
+                     "completed" if i % 5 else "failed", t, t, t + 3, 3, i % 5 and None or "bad input", 1, "worker"))
+    db.executemany("INSERT INTO jobs (id, tool, params, status, created_ms, started_ms, finished_ms, "
+                   "duration_ms, error, attempts, dispatch) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+
+
+def wrk(url, duration, connections, script=None):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def lat(p):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def peak_rss_mb():
+    """Peak RSS (VmHWM) of each Spin process, in MiB."""
+    peaks = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            status = open(f"/proc/{pid}/status").read()
+        except OSError:
+            continue
+        if cmdline and cmdline[0].endswith(b"spin") and b"trigger" in cmdline:
+            m = re.search(r"VmHWM:\s+(\d+) kB", status)
+            peaks[" ".join(a.decode() for a in cmdline[1:4])] = int(m.group(1)) / 1024
+    return peaks
+
+
+def round_trip(port, redis_port, n):
+    sub = Redis(redis_port)
+    sub.cmd("SUBSCRIBE", "job_updates")
+    body = json.dumps({"tool": "build_graph", "params": {"edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}]}})
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("POST", "/api/run", body, {"content-type": "application/json"})
+        r = c.getresponse()
+        job = json.loads(r.read())["job_id"]
+        while True:
+            msg = sub.read()
+            if msg[0] == b"message":
+                e = json.loads(msg[2])
+                if e["job_id"] == job and e["event"] in ("job_completed", "job_failed"):
+                    break
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    pick = lambda p: times[min(len(times) - 1, int(p * len(times)))]
+    return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "n": n}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    for tool in ("wrk", "redis-server", "spin"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+            sys.exit(f"bench: {tool} is not on PATH (scripts/bench installs wrk with apt; run scripts/setup)")
+    work = tempfile.mkdtemp(prefix="data20-bench-")
+    try:
+        redis_port = free_port()
+        spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        time.sleep(0.5)
+        r = Redis(redis_port)
+
+        floors = free_port()
+        spawn(["spin", "up", "-f", "bench/spin.toml", "--listen", f"127.0.0.1:{floors}",
+               "--state-dir", os.path.join(work, "floors")],
+              {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
+              open(os.path.join(work, "floors.log"), "w"))
+        wait_http(floors, "/floor/hello")
+
+        main_port = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
+        nocache_port = start_app("nocache", redis_port, os.path.join(work, "nocache"),
+                                 variables={"tool_cache_ttl": 0, "job_status_ttl": 0})
+        seed_jobs(os.path.join(work, "jobs100"), 100)
+        seed_jobs(os.path.join(work, "jobs100k"), 100_000)
+        small_port = start_app("jobs100", redis_port, os.path.join(work, "jobs100"))
+        big_port = start_app("jobs100k", redis_port, os.path.join(work, "jobs100k"))
+
+        # The floor's value is the registry itself, so both move the same bytes.
+        registry = http.client.HTTPConnection("127.0.0.1", main_port)
+        registry.request("GET", "/api/tools")
+        r.cmd("SET", "bench:floor", registry.getresponse().read())
+        c = http.client.HTTPConnection("127.0.0.1", main_port)
+        c.request("POST", "/api/run", json.dumps({"tool": "build_graph", "params": {"edges": [{"source": "a", "target": "b"}]}}),
+                  {"content-type": "application/json"})
+        job = json.loads(c.getresponse().read())["job_id"]
+        time.sleep(0.5)
+
+        post_script = os.path.join(work, "post.lua")
+        open(post_script, "w").write(
+            'wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\n'
+            'wrk.body = \'{"tool":"build_graph","params":{"edges":[{"source":"a","target":"b"}]}}\'\n')
+
+        d, n = args.duration, args.connections
+        rows = []
+        def run(label, url, script=None):
+            res = wrk(url, d, n, script)
+            rows.append((label, res))
+            print(f"  {label:<34} {res['rps']:>9.0f} req/s", file=sys.stderr)
+
+        print(f"bench: wrk, 1 thread, {n} connections, {d} s per route", file=sys.stderr)
+        run("floor: hello (no I/O)", f"http://127.0.0.1:{floors}/floor/hello")
+        run("floor: one Redis GET", f"http://127.0.0.1:{floors}/floor/redis-get")
+        run("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools")
+        run("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools")
+        run("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}")
+        run("GET /api/jobs/{id} (MISS)", f"http://127.0.0.1:{nocache_port}/api/jobs/{job}")
+        run("GET /api/jobs?limit=50 (100 jobs)", f"http://127.0.0.1:{small_port}/api/jobs?limit=50")
+        run("GET /api/jobs?limit=50 (100k jobs)", f"http://127.0.0.1:{big_port}/api/jobs?limit=50")
+        run("GET /api/health", f"http://127.0.0.1:{main_port}/api/health")
+        run("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", post_script)
+        # Let the worker drain what the POSTs queued before timing round trips.
+        time.sleep(2)
+        rt = round_trip(main_port, redis_port, 200)
+        rss = peak_rss_mb()
+
+        hello, get1 = rows[0][1]["rps"], rows[1][1]["rps"]
+        lines = []
+        lines.append(f"| route | req/s | p50 ms | p99 ms | × hello floor | × one-GET floor | non-2xx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        for label, res in rows:
+            lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "
+                         f"{res['rps'] / hello:.2f} | {res['rps'] / get1:.2f} | {res['errors']} |")
+        big, small = rows[7][1], rows[6][1]
+        lines.append("")
+        lines.append(f"Job round trip (POST /api/run → job_completed seen by a Redis subscriber, small build_graph, "
+                     f"{rt['n']} sequential jobs): p50 {rt['p50']:.1f} ms, p95 {rt['p95']:.1f} ms, p99 {rt['p99']:.1f} ms.")
+        lines.append(f"List latency at 100k jobs vs 100 jobs: p50 ×{big['p50'] / small['p50']:.2f}, "
+                     f"req/s ×{big['rps'] / small['rps']:.2f}.")
+        lines.append("Peak RSS of the Spin trigger processes (VmHWM): " +
+                     ", ".join(f"{k}: {v:.0f} MiB" for k, v in sorted(rss.items())) + ".")
+        lines.append(f"Machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}; "
+                     f"{subprocess.run(['spin', '--version'], capture_output=True, text=True).stdout.strip()}; "
+                     f"wrk -t1 -c{n} -d{d}s.")
+        report = "\n".join(lines)
+        print(report)
+        if args.out:
+            open(args.out, "w").write(report + "\n")
+    finally:
+        stop_all()
+
+
+if __name__ == "__main__":
+    main()
