@@ -151,7 +151,8 @@ def peak_rss_mb():
             continue
         if cmdline and cmdline[0].endswith(b"spin") and b"trigger" in cmdline:
             m = re.search(r"VmHWM:\s+(\d+) kB", status)
-            peaks[" ".join(a.decode() for a in cmdline[1:4])] = int(m.group(1)) / 1024
+            kind = " ".join(a.decode() for a in cmdline[1:3])
+            peaks[kind] = max(peaks.get(kind, 0), int(m.group(1)) / 1024)
     return peaks
 
 
@@ -260,7 +261,7 @@ def main():
                      f"{rt['n']} sequential jobs): p50 {rt['p50']:.1f} ms, p95 {rt['p95']:.1f} ms, p99 {rt['p99']:.1f} ms.")
         lines.append(f"List latency at 100k jobs vs 100 jobs: p50 ×{big['p50'] / small['p50']:.2f}, "
                      f"req/s ×{big['rps'] / small['rps']:.2f}.")
-        lines.append("Peak RSS of the Spin trigger processes (VmHWM): " +
+        lines.append("Peak RSS (VmHWM), the largest Spin process of each kind: " +
                      ", ".join(f"{k}: {v:.0f} MiB" for k, v in sorted(rss.items())) + ".")
         lines.append(f"Machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}; "
                      f"{subprocess.run(['spin', '--version'], capture_output=True, text=True).stdout.strip()}; "

@@ -11,7 +11,8 @@ use spin_sdk::redis::Connection;
 
 #[http_component]
 fn handle(_req: Request) -> Response {
-    let url = spin_sdk::variables::get("redis_url").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url =
+        spin_sdk::variables::get("redis_url").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let value = Connection::open(&url).and_then(|c| c.get("bench:floor"));
     match value {
         Ok(Some(bytes)) => Response::builder()
