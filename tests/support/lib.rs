@@ -239,7 +239,7 @@ impl TestApp {
             "install Spin (scripts/setup uses the official installer; see README, 'Spin runtime')",
         );
         let root = repo_root();
-        for wasm in ["tools", "run", "jobs", "stats", "job_worker"] {
+        for wasm in ["tools", "run", "jobs", "stats", "dashboard", "job_worker"] {
             let p = root.join(format!("target/wasm32-wasip1/release/{wasm}.wasm"));
             assert!(
                 p.exists(),

@@ -1,0 +1,144 @@
+// The dashboard, end to end, in a real browser: headless Chromium from Debian's
+// packages, driven by playwright-core, against the real app (scripts/up: real Spin,
+// a real redis-server, real SQLite). Screenshots of each step go to tests/artifacts/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, mkdirSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const artifacts = join(root, 'tests', 'artifacts');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const children = [];
+let base, browser;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+function start(cmd, args, env) {
+  const child = spawn(cmd, args, { cwd: root, env: { ...process.env, ...env }, detached: true, stdio: 'ignore' });
+  children.push(child);
+  return child;
+}
+
+async function waitFor(what, fn, ms = 60000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try { if (await fn()) return; } catch (_) { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+before(async () => {
+  for (const tool of ['spin', 'redis-server']) {
+    try { execSync(`command -v ${tool}`); } catch (_) { throw new Error(`${tool} is not on PATH: run scripts/setup`); }
+  }
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup (it installs Debian's chromium)`);
+  mkdirSync(artifacts, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), 'data20-browser-'));
+  const redisPort = await freePort();
+  start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  start(join(root, 'scripts', 'up'), [], {
+    DATA20_LISTEN: `127.0.0.1:${port}`,
+    DATA20_STATE_DIR: join(dir, 'state'),
+    SPIN_VARIABLE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    SPIN_VARIABLE_RATE_LIMIT_MAX: '1000000',
+  });
+  await waitFor('the app', async () => (await fetch(`${base}/api/health`)).ok);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  for (const c of children) {
+    try { process.kill(-c.pid, 'SIGTERM'); } catch (_) { /* gone */ }
+  }
+});
+
+test('find build_graph, run its example, watch it complete live, preview the graph', async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const external = [];
+  page.on('request', (r) => { if (!r.url().startsWith(base)) external.push(r.url()); });
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+
+  await page.goto(`${base}/`);
+  await page.getByRole('link', { name: 'Build a graph' }).waitFor();
+  const cards = page.locator('[data-tool]');
+  assert.ok((await cards.count()) >= 5, 'the whole catalogue is listed');
+  await page.getByLabel('Search').fill('graph');
+  const found = await cards.evaluateAll((els) => els.map((e) => e.dataset.tool));
+  assert.ok(found.includes('build_graph') && !found.includes('csv_profile'), found.join());
+  await page.getByLabel('Category').selectOption('graphs');
+  assert.deepEqual(await cards.evaluateAll((els) => els.map((e) => e.dataset.tool)), ['build_graph']);
+  await page.screenshot({ path: join(artifacts, '1-catalogue.png'), fullPage: true });
+
+  await page.getByRole('link', { name: 'Build a graph' }).click();
+  await page.locator('#run-form').waitFor();
+  // The example is pre-filled in the generated form.
+  assert.equal(await page.getByLabel('title', { exact: true }).inputValue(), 'Friends');
+  assert.match(await page.getByLabel('edges', { exact: true }).inputValue(), /"source": "ada"/);
+  await page.screenshot({ path: join(artifacts, '2-tool-form.png'), fullPage: true });
+
+  // Mark the document: if the page reloads, the mark is gone.
+  await page.evaluate(() => { window.__noReload = true; });
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  await page.locator('[data-status="completed"]').waitFor({ timeout: 30000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the status updated without a reload');
+  await page.screenshot({ path: join(artifacts, '3-job-completed.png'), fullPage: true });
+
+  const links = await page.locator('#output-list a').allTextContents();
+  assert.deepEqual(links.sort(), ['graph.html', 'graph.json']);
+  const frame = page.frameLocator('iframe[data-output="graph.html"]');
+  await frame.locator('svg circle').first().waitFor({ timeout: 15000 });
+  assert.equal(await frame.locator('svg circle').count(), 4);
+  await page.locator('iframe[data-output="graph.html"]').scrollIntoViewIfNeeded();
+  await page.screenshot({ path: join(artifacts, '4-graph-preview.png'), fullPage: true });
+
+  assert.deepEqual(external, [], 'the dashboard fetched nothing outside its origin');
+  assert.deepEqual(consoleErrors, []);
+});
+
+test('a 422 shows each violation next to its field', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/#/tools/text_stats`);
+  await page.locator('#run-form').waitFor();
+  await page.getByLabel('top', { exact: true }).fill('0');
+  await page.getByRole('button', { name: 'Run' }).click();
+  const err = page.locator('#param-top-error');
+  await assert.doesNotReject(err.filter({ hasText: /0/ }).waitFor({ timeout: 10000 }));
+  assert.match(await page.locator('#form-error').textContent(), /schema/);
+  await page.screenshot({ path: join(artifacts, '5-validation-error.png'), fullPage: true });
+});
+
+test('jobs list and stats panel', async () => {
+  const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+  await page.goto(`${base}/#/jobs`);
+  await page.locator('tbody tr td a').first().waitFor();
+  await page.getByLabel('Status').selectOption('completed');
+  await page.locator('tbody [data-status="completed"]').first().waitFor();
+  assert.equal(await page.locator('tbody [data-status]:not([data-status="completed"])').count(), 0);
+  await page.screenshot({ path: join(artifacts, '6-jobs-narrow.png'), fullPage: true });
+  await page.goto(`${base}/#/stats`);
+  await page.locator('svg.chart').first().waitFor();
+  assert.match(await page.locator('svg.chart').first().getAttribute('aria-label'), /completed [1-9]/);
+  assert.match(await page.locator('#redis-state').textContent(), /version/);
+  await page.screenshot({ path: join(artifacts, '7-stats-narrow.png'), fullPage: true });
+});
