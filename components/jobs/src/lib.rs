@@ -7,7 +7,7 @@ mod events;
 mod routes;
 
 use data20_http::{io, Ctx};
-use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam, Router};
+use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
@@ -23,18 +23,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             return events::stream(&ctx, &request, id, out).await;
         }
     }
-    let mut router = Router::new();
-    router.get("/api/jobs", routes::list);
-    router.get("/api/jobs/:id", routes::status);
-    router.get("/api/jobs/:id/outputs/:name", routes::output);
-    data20_http::add_fallbacks(
-        &mut router,
+    let router = data20_http::get_router(
         &[
-            "/api/jobs",
-            "/api/jobs/:id",
-            "/api/jobs/:id/outputs/:name",
-            "/api/jobs/:id/events",
+            ("/api/jobs", routes::list),
+            ("/api/jobs/:id", routes::status),
+            ("/api/jobs/:id/outputs/:name", routes::output),
         ],
+        // Served above, outside the router: only other methods land here.
+        &["/api/jobs/:id/events"],
     );
     let resp: Response = router.handle(request);
     io::send(out, ctx.finish(resp)).await;

@@ -8,25 +8,20 @@ mod health;
 mod stats;
 
 use data20_http::Ctx;
-use spin_sdk::http::{Request, Response, Router};
+use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 fn handle(req: Request) -> Response {
     let ctx = Ctx::new("stats", &req);
-    let mut router = Router::new();
-    router.get("/api/health", health::handle);
-    router.get("/api/stats", stats::handle);
-    router.get("/api/openapi.json", docs::openapi);
-    router.get("/api/docs", docs::page);
-    data20_http::add_fallbacks(
-        &mut router,
+    let router = data20_http::get_router(
         &[
-            "/api/health",
-            "/api/stats",
-            "/api/openapi.json",
-            "/api/docs",
+            ("/api/health", health::handle),
+            ("/api/stats", stats::handle),
+            ("/api/openapi.json", docs::openapi),
+            ("/api/docs", docs::page),
         ],
+        &[],
     );
     ctx.finish(router.handle(req))
 }

@@ -10,17 +10,14 @@ use data20_http::gate::{gated, Cached};
 use data20_http::{error, header, Ctx, Query};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
-use spin_sdk::http::{Params, Request, Response, Router};
+use spin_sdk::http::{Params, Request, Response};
 use spin_sdk::http_component;
 use std::path::Path;
 
 #[http_component]
 fn handle(req: Request) -> Response {
     let ctx = Ctx::new("tools", &req);
-    let mut router = Router::new();
-    router.get("/api/tools", list);
-    router.get("/api/tools/:name", one);
-    data20_http::add_fallbacks(&mut router, &["/api/tools", "/api/tools/:name"]);
+    let router = data20_http::get_router(&[("/api/tools", list), ("/api/tools/:name", one)], &[]);
     ctx.finish(router.handle(req))
 }
 

@@ -137,13 +137,21 @@ pub fn method_not_allowed(req: &Request) -> Response {
     resp
 }
 
-/// Registers the JSON fallbacks on a component's router: 405 on the component's own
-/// paths for other methods, 404 anywhere else.
-pub fn add_fallbacks(router: &mut spin_sdk::http::Router, own_paths: &[&str]) {
-    for path in own_paths {
+/// A GET route handler, as the components write them.
+pub type Handler = fn(Request, spin_sdk::http::Params) -> Response;
+
+/// A component's router: its GET routes, then the JSON fallbacks (405 on those paths
+/// and on `other_paths` for other methods, 404 anywhere else), so each path is named once.
+pub fn get_router(routes: &[(&str, Handler)], other_paths: &[&str]) -> spin_sdk::http::Router {
+    let mut router = spin_sdk::http::Router::new();
+    for (path, handler) in routes {
+        router.get(path, *handler);
+    }
+    for path in routes.iter().map(|(p, _)| p).chain(other_paths) {
         router.any(path, |req: Request, _| method_not_allowed(&req));
     }
     router.any("/*", |req: Request, _| not_found(&req));
+    router
 }
 
 #[cfg(test)]
