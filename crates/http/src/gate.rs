@@ -111,11 +111,7 @@ pub fn admit(
                 let retry_after_s = reset_ms.div_ceil(1000).max(1);
                 return (headers, Err(ApiError::TooManyRequests { retry_after_s }));
             }
-            let cached = match (cache, cached) {
-                (_, Some(bytes)) => Cached::Hit(bytes),
-                _ => Cached::Miss,
-            };
-            (headers, Ok(cached))
+            (headers, Ok(cached.map_or(Cached::Miss, Cached::Hit)))
         }
         Err(e) if settings.rate_limit_fail_open || !e.is_unavailable() => {
             if !e.is_unavailable() {

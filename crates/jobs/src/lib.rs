@@ -68,7 +68,8 @@ impl Jobs<'_> {
     ) -> Result<(JobRecord, Dispatch), ApiError> {
         let id = JobId::new();
         let params_json = params.to_string();
-        self.db
+        let record = self
+            .db
             .insert_job(
                 &id,
                 spec.name.as_str(),
@@ -77,16 +78,14 @@ impl Jobs<'_> {
                 Dispatch::Worker.as_str(),
             )
             .map_err(db_error)?;
-        let record = self.load(&id)?;
         let receivers = self.announce(&record, JobEventKind::JobCreated);
         if receivers.unwrap_or(0) > 0 {
             return Ok((record, Dispatch::Worker));
         }
         // Nobody can run it but us: say so in the row, then run it now.
-        let _ = self.db.execute(
-            "UPDATE jobs SET dispatch = 'inline' WHERE id = ?",
-            &[data20_sqlite::text(&id.to_string())],
-        );
+        self.db
+            .set_dispatch(&id, Dispatch::Inline.as_str())
+            .map_err(db_error)?;
         let record = self.run(registry, &id, spec.name.as_str())?;
         Ok((record, Dispatch::Inline))
     }
@@ -143,15 +142,18 @@ impl Jobs<'_> {
         claimed: Claimed,
         runner: &str,
     ) -> Result<JobRecord, ApiError> {
-        let id = claimed.id;
-        let started = self.load(&id)?;
+        let Claimed {
+            record: started,
+            params,
+        } = claimed;
+        let id = started.id;
         self.announce(&started, JobEventKind::JobStarted);
-        let outcome = match registry.get(&claimed.tool) {
+        let outcome = match registry.get(&started.tool) {
             None => Err(format!(
                 "tool {:?} is no longer in the registry",
-                claimed.tool
+                started.tool
             )),
-            Some(spec) => run_tool(spec, &claimed.params),
+            Some(spec) => run_tool(spec, &params),
         };
         let now = now_ms();
         let finished = match outcome {
@@ -165,7 +167,13 @@ impl Jobs<'_> {
                     })
                     .collect();
                 self.db
-                    .complete_job(&id, runner, now, now - claimed.started_ms, &outs)
+                    .complete_job(
+                        &id,
+                        runner,
+                        now,
+                        now - started.started_ms.unwrap_or(now),
+                        &outs,
+                    )
                     .map_err(db_error)?
             }
             Err(msg) => self

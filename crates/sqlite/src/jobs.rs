@@ -64,12 +64,10 @@ impl JobRecord {
 /// What a runner needs once it has won a claim.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claimed {
-    pub id: JobId,
-    pub tool: String,
+    /// The job as the claim left it: `running`, no outputs yet (outputs are only ever
+    /// written together with `completed`).
+    pub record: JobRecord,
     pub params: String,
-    pub attempts: i64,
-    pub started_ms: i64,
-    pub created_ms: i64,
 }
 
 /// An output file to store.
@@ -132,7 +130,7 @@ impl Db {
         params_json: &str,
         created_ms: i64,
         dispatch: &str,
-    ) -> Result<(), DbError> {
+    ) -> Result<JobRecord, DbError> {
         self.with_schema(|db| {
             db.execute(
                 "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch) \
@@ -144,6 +142,32 @@ impl Db {
                     Value::Integer(created_ms),
                     text(dispatch),
                 ],
+            )
+            .map(|_| ())
+        })?;
+        // The new row is fully known: no need to read it back.
+        Ok(JobRecord {
+            id: *id,
+            tool: tool.to_string(),
+            status: JobStatus::Queued,
+            created_ms,
+            started_ms: None,
+            finished_ms: None,
+            duration_ms: None,
+            error: None,
+            attempts: 0,
+            lease_ms: None,
+            dispatch: dispatch.to_string(),
+            outputs: Vec::new(),
+        })
+    }
+
+    /// Records how a job was handed off (`worker` or `inline`).
+    pub fn set_dispatch(&self, id: &JobId, dispatch: &str) -> Result<(), DbError> {
+        self.with_schema(|db| {
+            db.execute(
+                "UPDATE jobs SET dispatch = ? WHERE id = ?",
+                &[text(dispatch), id_value(id)],
             )
             .map(|_| ())
         })
@@ -205,7 +229,8 @@ impl Db {
                    attempts = attempts + 1 \
                  WHERE id = ? AND attempts < ? \
                    AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
-                 RETURNING id, tool, params, attempts, started_ms, created_ms",
+                 RETURNING id, tool, params, status, created_ms, started_ms, finished_ms, \
+                   duration_ms, error, attempts, lease_ms, dispatch",
                 &[
                     Value::Integer(now_ms),
                     Value::Integer(lease_ms),
@@ -215,15 +240,17 @@ impl Db {
                     Value::Integer(now_ms),
                 ],
             )?;
-            let claimed = r.rows().next().map(|row| Claimed {
-                id: *id,
-                tool: row.get::<&str>("tool").unwrap_or_default().to_string(),
-                params: row.get::<&str>("params").unwrap_or("{}").to_string(),
-                attempts: row.get::<i64>("attempts").unwrap_or(1),
-                started_ms: row.get::<i64>("started_ms").unwrap_or(now_ms),
-                created_ms: row.get::<i64>("created_ms").unwrap_or(now_ms),
-            });
-            Ok(claimed)
+            let claimed = r
+                .rows()
+                .next()
+                .map(|row| {
+                    Ok(Claimed {
+                        record: record(&row)?,
+                        params: row.get::<&str>("params").unwrap_or("{}").to_string(),
+                    })
+                })
+                .transpose();
+            claimed
         })
     }
 
