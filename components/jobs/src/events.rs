@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
+const STALE_CHECK: Duration = Duration::from_secs(1);
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// A stream never outlives this; clients reconnect with `Last-Event-ID`.
 const MAX_STREAM: Duration = Duration::from_secs(300);
@@ -61,6 +62,7 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
     };
     let started = Instant::now();
     let mut last_write = Instant::now();
+    let mut last_stale_check = Instant::now();
     if !sink.write(b"retry: 1000\n\n".to_vec()).await {
         return;
     }
@@ -105,7 +107,11 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
             }
             last_write = Instant::now();
         }
-        recover_if_stale(&db, &redis, &settings, &id);
+        // Staleness moves in seconds: look once a second, not on every poll.
+        if last_stale_check.elapsed() >= STALE_CHECK {
+            recover_if_stale(&db, &redis, &settings, &id);
+            last_stale_check = Instant::now();
+        }
         std::thread::sleep(POLL);
     }
 }

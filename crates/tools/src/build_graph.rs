@@ -659,18 +659,15 @@ mod tests {
     }
 
     #[test]
-    fn a_large_graph_finishes_quickly() {
+    fn a_large_graph_is_drawn_and_counted() {
+        // Speed is the benchmark's business (no timed tests); this checks that a graph
+        // near the limits goes through every stage.
         let edges: Vec<Value> = (0..4000)
             .map(|i| json!({"source": format!("n{i}"), "target": format!("n{}", (i * 7 + 1) % 2000)}))
             .collect();
-        let started = std::time::Instant::now();
         let out = run(&json!({"edges": edges}), &deadline()).unwrap();
         assert_eq!(stats(&out)["node_count"], 4000);
-        // Generous bound: catches an accidental O(n^2) layout, not a benchmark.
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "{:?}",
-            started.elapsed()
-        );
+        let html = String::from_utf8(out[0].bytes.clone()).unwrap();
+        assert_eq!(html.matches("<circle").count(), 4000);
     }
 }
