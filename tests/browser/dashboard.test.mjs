@@ -39,24 +39,32 @@ async function waitFor(what, fn, ms = 60000) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** Starts a redis-server and the app (scripts/up) on free loopback ports. */
+async function startApp(vars = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'data20-browser-'));
+  const redisPort = await freePort();
+  const redis = start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  const port = await freePort();
+  const env = {
+    DATA20_LISTEN: `127.0.0.1:${port}`,
+    DATA20_STATE_DIR: join(dir, 'state'),
+    SPIN_VARIABLE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    SPIN_VARIABLE_RATE_LIMIT_MAX: '1000000',
+  };
+  for (const [k, v] of Object.entries(vars)) env[`SPIN_VARIABLE_${k.toUpperCase()}`] = v;
+  start(join(root, 'scripts', 'up'), [], env);
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor('the app', async () => (await fetch(`${url}/api/health`)).status < 500);
+  return { url, redis };
+}
+
 before(async () => {
   for (const tool of ['spin', 'redis-server']) {
     try { execSync(`command -v ${tool}`); } catch (_) { throw new Error(`${tool} is not on PATH: run scripts/setup`); }
   }
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: run scripts/setup (it installs Debian's chromium)`);
   mkdirSync(artifacts, { recursive: true });
-  const dir = mkdtempSync(join(tmpdir(), 'data20-browser-'));
-  const redisPort = await freePort();
-  start('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  start(join(root, 'scripts', 'up'), [], {
-    DATA20_LISTEN: `127.0.0.1:${port}`,
-    DATA20_STATE_DIR: join(dir, 'state'),
-    SPIN_VARIABLE_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
-    SPIN_VARIABLE_RATE_LIMIT_MAX: '1000000',
-  });
-  await waitFor('the app', async () => (await fetch(`${base}/api/health`)).ok);
+  base = (await startApp()).url;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -141,4 +149,37 @@ test('jobs list and stats panel', async () => {
   assert.match(await page.locator('svg.chart').first().getAttribute('aria-label'), /completed [1-9]/);
   assert.match(await page.locator('#redis-state').textContent(), /version/);
   await page.screenshot({ path: join(artifacts, '7-stats-narrow.png'), fullPage: true });
+});
+
+test('the token is asked for once and sent on POST', async () => {
+  const app = await startApp({ api_token: 't0ken-for-test' });
+  const page = await browser.newPage();
+  await page.goto(`${app.url}/#/tools/text_stats`);
+  await page.locator('#run-form').waitFor();
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.getByLabel('Token', { exact: true }).fill('t0ken-for-test');
+  await page.getByRole('button', { name: 'Use token' }).click();
+  await page.locator('[data-status="completed"]').waitFor({ timeout: 30000 });
+  // A second run reuses the token: no dialog this time.
+  await page.goto(`${app.url}/#/tools/text_stats`);
+  await page.locator('#run-form').waitFor();
+  await page.getByRole('button', { name: 'Run' }).click();
+  await page.waitForURL(/#\/jobs\//);
+  assert.equal(await page.locator('#token-dialog[open]').count(), 0);
+  await page.screenshot({ path: join(artifacts, '8-token-run.png'), fullPage: true });
+});
+
+test('rate limiting and a Redis outage are explained in words', async () => {
+  const limited = await startApp({ rate_limit_max: '2' });
+  const page = await browser.newPage();
+  await page.goto(`${limited.url}/#/stats`);
+  await page.reload();
+  await page.getByText(/Too many requests from this address\. Try again in \d+ seconds\./).first().waitFor();
+
+  const down = await startApp();
+  process.kill(-down.redis.pid, 'SIGTERM');
+  await page.goto(`${down.url}/#/stats`);
+  await page.getByRole('alert').filter({ hasText: 'Redis is down' }).waitFor();
+  assert.match(await page.locator('#redis-state').textContent(), /unavailable/);
+  await page.screenshot({ path: join(artifacts, '9-redis-down.png'), fullPage: true });
 });
