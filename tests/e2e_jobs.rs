@@ -460,33 +460,15 @@ fn every_tools_example_completes_and_its_outputs_download() {
         let list = app.get(&format!("/api/jobs?tool={tool}&limit=1")).json();
         list["jobs"][0]["job_id"].as_str().unwrap().to_string()
     };
-    let r = app
-        .get(&format!(
-            "/api/jobs/{}/outputs/result.json",
-            find("json_query")
-        ))
-        .json();
+    let output =
+        |tool: &str, file: &str| app.get(&format!("/api/jobs/{}/outputs/{file}", find(tool)));
+    let r = output("json_query", "result.json").json();
     assert_eq!(r["results"], json!([["book", "lamp"]]));
-    let page = app
-        .get(&format!(
-            "/api/jobs/{}/outputs/page.html",
-            find("markdown_render")
-        ))
-        .text();
+    let page = output("markdown_render", "page.html").text();
     assert!(page.contains("<table>") && !page.contains("<script>alert"));
-    let profile = app
-        .get(&format!(
-            "/api/jobs/{}/outputs/profile.json",
-            find("csv_profile")
-        ))
-        .json();
+    let profile = output("csv_profile", "profile.json").json();
     assert_eq!(profile["rows"], 4);
-    let stats = app
-        .get(&format!(
-            "/api/jobs/{}/outputs/stats.json",
-            find("text_stats")
-        ))
-        .json();
+    let stats = output("text_stats", "stats.json").json();
     assert_eq!(stats["paragraphs"], 2);
 
     // Each tool's schema is enforced: wrong types are 422s naming the field.
