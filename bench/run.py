@@ -6,7 +6,12 @@ wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
 latency and each route's ratio to the two floors (a hello-world component with no
 I/O, and one that makes exactly one Redis GET of a registry-sized value).
 
-Usage: scripts/bench [--duration S] [--connections N] [--out FILE]
+Each route is measured in several rounds, interleaved with the floors (these machines
+are noisy: a burst of noise then hits one round of every route, not every round of one
+route), and the table gives medians. Besides req/s and latency it gives the CPU time
+each request cost the Spin processes and Redis, read from /proc around each run.
+
+Usage: scripts/bench [--duration S] [--rounds N] [--connections N] [--out FILE]
 """
 import argparse, http.client, json, os, re, signal, socket, sqlite3, statistics
 import subprocess, sys, tempfile, time, uuid
@@ -100,9 +105,9 @@ def start_app(name, redis_port, state_dir, workers=0, variables=None):
         env[f"SPIN_VARIABLE_{k.upper()}"] = str(v)
     os.makedirs(state_dir, exist_ok=True)
     log = open(os.path.join(os.path.dirname(state_dir), f"{name}.log"), "w")
-    spawn([os.path.join(ROOT, "scripts/up")], env, log)
+    proc = spawn([os.path.join(ROOT, "scripts/up")], env, log)
     wait_http(port, "/api/health")
-    return port
+    return port, proc.pid
 
 
 def seed_jobs(state_dir, n):
@@ -123,6 +128,22 @@ def seed_jobs(state_dir, n):
     db.close()
 
 
+def cpu_seconds(pgid):
+    """User + system CPU time of every live process in process group `pgid`."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def wrk(url, duration, connections, script=None):
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     if script:
@@ -135,7 +156,16 @@ def wrk(url, duration, connections, script=None):
         v, unit = float(m.group(1)), m.group(2)
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": lat(50), "p99": lat(99), "errors": int(non2xx.group(1)) if non2xx else 0}
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"rps": rps, "p50": lat(50), "p99": lat(99), "n": total,
+            "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def median_of(runs):
+    """The per-key median of several wrk results (errors are summed)."""
+    out = {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "spin_us", "redis_us")}
+    out["errors"] = sum(r["errors"] for r in runs)
+    return out
 
 
 def peak_rss_mb():
@@ -181,7 +211,8 @@ def round_trip(port, redis_port, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -191,24 +222,24 @@ def main():
     work = tempfile.mkdtemp(prefix="data20-bench-")
     try:
         redis_port = free_port()
-        spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        redis_proc = spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         time.sleep(0.5)
         r = Redis(redis_port)
 
         floors = free_port()
-        spawn(["spin", "up", "-f", "bench/spin.toml", "--listen", f"127.0.0.1:{floors}",
+        floors_proc = spawn(["spin", "up", "-f", "bench/spin.toml", "--listen", f"127.0.0.1:{floors}",
                "--state-dir", os.path.join(work, "floors")],
               {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
               open(os.path.join(work, "floors.log"), "w"))
         wait_http(floors, "/floor/hello")
 
-        main_port = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
-        nocache_port = start_app("nocache", redis_port, os.path.join(work, "nocache"),
+        main_port, main_pg = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
+        nocache_port, nocache_pg = start_app("nocache", redis_port, os.path.join(work, "nocache"),
                                  variables={"tool_cache_ttl": 0, "job_status_ttl": 0})
         seed_jobs(os.path.join(work, "jobs100"), 100)
         seed_jobs(os.path.join(work, "jobs100k"), 100_000)
-        small_port = start_app("jobs100", redis_port, os.path.join(work, "jobs100"))
-        big_port = start_app("jobs100k", redis_port, os.path.join(work, "jobs100k"))
+        small_port, small_pg = start_app("jobs100", redis_port, os.path.join(work, "jobs100"))
+        big_port, big_pg = start_app("jobs100k", redis_port, os.path.join(work, "jobs100k"))
 
         # The floor's value is the registry itself, so both move the same bytes.
         registry = http.client.HTTPConnection("127.0.0.1", main_port)
@@ -226,23 +257,33 @@ def main():
             'wrk.body = \'{"tool":"build_graph","params":{"edges":[{"source":"a","target":"b"}]}}\'\n')
 
         d, n = args.duration, args.connections
-        rows = []
-        def run(label, url, script=None):
-            res = wrk(url, d, n, script)
-            rows.append((label, res))
-            print(f"  {label:<34} {res['rps']:>9.0f} req/s", file=sys.stderr)
-
-        print(f"bench: wrk, 1 thread, {n} connections, {d} s per route", file=sys.stderr)
-        run("floor: hello (no I/O)", f"http://127.0.0.1:{floors}/floor/hello")
-        run("floor: one Redis GET", f"http://127.0.0.1:{floors}/floor/redis-get")
-        run("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools")
-        run("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools")
-        run("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}")
-        run("GET /api/jobs/{id} (MISS)", f"http://127.0.0.1:{nocache_port}/api/jobs/{job}")
-        run("GET /api/jobs?limit=50 (100 jobs)", f"http://127.0.0.1:{small_port}/api/jobs?limit=50")
-        run("GET /api/jobs?limit=50 (100k jobs)", f"http://127.0.0.1:{big_port}/api/jobs?limit=50")
-        run("GET /api/health", f"http://127.0.0.1:{main_port}/api/health")
-        run("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", post_script)
+        routes = [
+            ("floor: hello (no I/O)", f"http://127.0.0.1:{floors}/floor/hello", floors_proc.pid, None),
+            ("floor: one Redis GET", f"http://127.0.0.1:{floors}/floor/redis-get", floors_proc.pid, None),
+            ("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools", main_pg, None),
+            ("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools", nocache_pg, None),
+            ("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}", main_pg, None),
+            ("GET /api/jobs/{id} (MISS)", f"http://127.0.0.1:{nocache_port}/api/jobs/{job}", nocache_pg, None),
+            ("GET /api/jobs?limit=50 (100 jobs)", f"http://127.0.0.1:{small_port}/api/jobs?limit=50", small_pg, None),
+            ("GET /api/jobs?limit=50 (100k jobs)", f"http://127.0.0.1:{big_port}/api/jobs?limit=50", big_pg, None),
+            ("GET /api/health", f"http://127.0.0.1:{main_port}/api/health", main_pg, None),
+            # Last in a round: the worker runs the accepted jobs on the same cores.
+            ("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", main_pg, post_script),
+        ]
+        runs = {label: [] for label, *_ in routes}
+        print(f"bench: wrk, 1 thread, {n} connections, {d} s per route, {args.rounds} rounds",
+              file=sys.stderr)
+        for rnd in range(args.rounds):
+            for label, url, pgid, script in routes:
+                spin0, redis0 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
+                res = wrk(url, d, n, script)
+                spin1, redis1 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
+                res["spin_us"] = (spin1 - spin0) / max(res["n"], 1) * 1e6
+                res["redis_us"] = (redis1 - redis0) / max(res["n"], 1) * 1e6
+                runs[label].append(res)
+                print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
+            time.sleep(1)
+        rows = [(label, median_of(runs[label])) for label, *_ in routes]
         # Let the worker drain what the POSTs queued before timing round trips.
         time.sleep(2)
         rt = round_trip(main_port, redis_port, 200)
@@ -250,11 +291,13 @@ def main():
 
         hello, get1 = rows[0][1]["rps"], rows[1][1]["rps"]
         lines = []
-        lines.append(f"| route | req/s | p50 ms | p99 ms | × hello floor | × one-GET floor | non-2xx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|")
+        lines.append("| route | req/s | p50 ms | p99 ms | × hello floor | × one-GET floor "
+                     "| Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, res in rows:
             lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "
-                         f"{res['rps'] / hello:.2f} | {res['rps'] / get1:.2f} | {res['errors']} |")
+                         f"{res['rps'] / hello:.2f} | {res['rps'] / get1:.2f} | "
+                         f"{res['spin_us']:.0f} | {res['redis_us']:.0f} | {res['errors']} |")
         big, small = rows[7][1], rows[6][1]
         lines.append("")
         lines.append(f"Job round trip (POST /api/run → job_completed seen by a Redis subscriber, small build_graph, "
@@ -265,7 +308,7 @@ def main():
                      ", ".join(f"{k}: {v:.0f} MiB" for k, v in sorted(rss.items())) + ".")
         lines.append(f"Machine: {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}; "
                      f"{subprocess.run(['spin', '--version'], capture_output=True, text=True).stdout.strip()}; "
-                     f"wrk -t1 -c{n} -d{d}s.")
+                     f"wrk -t1 -c{n} -d{d}s, median of {args.rounds} interleaved rounds.")
         report = "\n".join(lines)
         print(report)
         if args.out:

@@ -30,6 +30,13 @@ fn job_lifecycle_events_status_cache_outputs_and_sse() {
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
     let body = accepted.json();
     assert_eq!(body["status"], "queued");
+    // The run component read the registry through the cache: on a fresh Redis that is
+    // a MISS, which writes `tool_registry` (with its TTL) for the next request.
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("tool_registry")
+        .query(&mut app.redis_conn())
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3600, "tool_registry TTL {ttl}");
     assert_eq!(body["dispatch"], "worker");
     assert_eq!(
         accepted.header("location"),
@@ -147,6 +154,16 @@ fn job_lifecycle_events_status_cache_outputs_and_sse() {
     );
     assert!(!resumed.text().contains("event: job_created"));
     assert!(resumed.text().contains("event: job_completed"));
+
+    // The database the jobs went to is in write-ahead-log mode: the SQLite header's
+    // read and write format versions (bytes 18 and 19) are 2 for WAL, 1 for a rollback
+    // journal.
+    let header = std::fs::read(app.sqlite_path()).unwrap();
+    assert_eq!(
+        &header[18..20],
+        &[2, 2],
+        "the job database is not in WAL mode"
+    );
 }
 
 #[test]

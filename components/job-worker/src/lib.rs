@@ -7,12 +7,11 @@
 #![allow(unsafe_code)]
 
 use data20_domain::job::JobEventKind;
-use data20_domain::{JobEvent, Registry, REGISTRY_DIR};
+use data20_domain::JobEvent;
 use data20_jobs::Jobs;
 use data20_redis::Redis;
 use data20_sqlite::Db;
 use spin_sdk::redis_component;
-use std::path::Path;
 
 /// Stale jobs finished per invocation, besides the announced one.
 const RECOVER_PER_MESSAGE: u32 = 3;
@@ -30,9 +29,9 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = data20_http::settings();
-    let registry = Registry::load_dir(Path::new(REGISTRY_DIR))?;
+    let redis = Redis::new(settings.redis_url());
+    let registry = data20_http::registry::fetch(&settings, &redis)?;
     let db = Db::open()?;
-    let redis = Redis::new(&settings.redis_url);
     let jobs = Jobs {
         db: &db,
         redis: &redis,

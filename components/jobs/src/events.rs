@@ -2,13 +2,12 @@
 //! (from SQLite, so it works whether the job is queued, running or long finished),
 //! then follows new ones until the job ends, and closes. `Last-Event-ID` resumes.
 
-use data20_domain::{ApiError, JobId, Registry, REGISTRY_DIR};
+use data20_domain::{ApiError, JobId};
 use data20_http::{error, io, Ctx};
 use data20_jobs::{db_error, Jobs};
 use data20_redis::Redis;
 use data20_sqlite::Db;
 use spin_sdk::http::{Request, Response, ResponseOutparam};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -26,7 +25,7 @@ pub fn route(path: &str) -> Option<&str> {
 
 pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutparam) {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     let (rate, admitted) = data20_http::gate::admit(req, &settings, &redis, None);
     let opened = admitted.and_then(|_| {
         let id = JobId::parse(raw_id)?;
@@ -126,7 +125,7 @@ fn recover_if_stale(db: &Db, redis: &Redis, settings: &data20_domain::Settings, 
     };
     if let Ok(record) = jobs.load(id) {
         if Jobs::is_stale(&record) {
-            if let Ok(registry) = Registry::load_dir(Path::new(REGISTRY_DIR)) {
+            if let Ok(registry) = data20_http::registry::fetch(settings, redis) {
                 let _ = jobs.run(&registry, id, &record.tool);
             }
         }

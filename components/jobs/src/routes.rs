@@ -1,7 +1,7 @@
 //! Buffered routes: status (Redis first), list (keyset pages) and outputs.
 
 use data20_domain::registry::is_safe_file_name;
-use data20_domain::{ApiError, JobId, ListFilter, Registry, REGISTRY_DIR};
+use data20_domain::{ApiError, JobId, ListFilter};
 use data20_http::gate::{gated, Cached};
 use data20_http::{error, Query};
 use data20_jobs::{db_error, Jobs};
@@ -10,7 +10,6 @@ use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response};
-use std::path::Path;
 
 fn or_error(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(|e| error(&e))
@@ -21,7 +20,7 @@ fn or_error(r: Result<Response, ApiError>) -> Response {
 /// running any more is recovered here, on the read that notices it.
 pub fn status(req: Request, params: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     let id = match JobId::parse(params.get("id").unwrap_or_default()) {
         Ok(id) => id,
         Err(e) => return gated(&req, &settings, &redis, None, |_| error(&e)),
@@ -51,8 +50,7 @@ pub fn status(req: Request, params: Params) -> Response {
             };
             let mut record = jobs.load(&id)?;
             if Jobs::is_stale(&record) {
-                let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let registry = data20_http::registry::fetch(&settings, &redis)?;
                 record = jobs.run(&registry, &id, &record.tool.clone())?;
             } else if cache == "MISS" {
                 jobs.cache_status(&record);
@@ -67,7 +65,7 @@ pub fn status(req: Request, params: Params) -> Response {
 /// GET /api/jobs?status=&tool=&limit=&cursor=
 pub fn list(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     gated(&req, &settings, &redis, None, |_| list_jobs(&req))
 }
 
@@ -101,7 +99,7 @@ fn list_jobs(req: &Request) -> Response {
 /// GET /api/jobs/{id}/outputs/{name}: only names the job actually wrote.
 pub fn output(req: Request, params: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     gated(&req, &settings, &redis, None, |_| output_file(&params))
 }
 

@@ -3,16 +3,17 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
-use data20_domain::{ApiError, Registry, Settings, REGISTRY_DIR};
+use data20_domain::{ApiError, Settings};
+use data20_http::gate::Cached;
 use data20_http::{error, header, io, Ctx};
 use data20_jobs::{Dispatch, Jobs};
-use data20_redis::Redis;
+use data20_redis::gate::CacheRead;
+use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use spin_sdk::http::{IncomingRequest, Method, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
-use std::path::Path;
 
 /// Largest accepted request body (SPEC §2).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -26,22 +27,29 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         io::read_capped(req, 0).await
     };
     let ctx = Ctx::new("run", &request);
-    let resp = if request.path() != "/api/run" {
-        data20_http::not_found(&request)
-    } else if !is_post {
-        let mut r = error(&ApiError::MethodNotAllowed(request.method().to_string()));
-        r.set_header("allow", "POST");
-        r
-    } else {
-        let settings = data20_http::settings();
-        let redis = Redis::new(&settings.redis_url);
-        data20_http::gate::gated(&request, &settings, &redis, None, |_| {
-            match body_ok.and_then(|()| run(&request, &settings, &redis)) {
-                Ok(resp) => resp,
-                Err(e) => error(&e),
-            }
-        })
-    };
+    let resp =
+        if request.path() != "/api/run" {
+            data20_http::not_found(&request)
+        } else if !is_post {
+            let mut r = error(&ApiError::MethodNotAllowed(request.method().to_string()));
+            r.set_header("allow", "POST");
+            r
+        } else {
+            let settings = data20_http::settings();
+            let redis = Redis::new(settings.redis_url());
+            // The registry rides on the gate's round trip (not tallied: the hit/miss
+            // counters are the tools route's).
+            let registry = CacheRead {
+                key: keys::TOOL_REGISTRY,
+                counter: "",
+            };
+            data20_http::gate::gated(&request, &settings, &redis, Some(registry), |cached| {
+                match body_ok.and_then(|()| run(&request, &settings, &redis, cached)) {
+                    Ok(resp) => resp,
+                    Err(e) => error(&e),
+                }
+            })
+        };
     io::send(out, ctx.finish(resp)).await;
 }
 
@@ -57,8 +65,13 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn run(req: &Request, settings: &Settings, redis: &Redis) -> Result<Response, ApiError> {
-    data20_http::auth::check_bearer(settings.api_token.as_deref(), header(req, "authorization")?)?;
+fn run(
+    req: &Request,
+    settings: &Settings,
+    redis: &Redis,
+    cached: Cached,
+) -> Result<Response, ApiError> {
+    data20_http::auth::check_bearer(settings.api_token(), header(req, "authorization")?)?;
     if let Some(ct) = header(req, "content-type")? {
         if !ct.to_ascii_lowercase().starts_with("application/json") {
             return Err(ApiError::UnsupportedMediaType(
@@ -67,8 +80,7 @@ fn run(req: &Request, settings: &Settings, redis: &Redis) -> Result<Response, Ap
         }
     }
     let body: RunRequest = parse_body(req.body())?;
-    let registry = Registry::load_dir(Path::new(REGISTRY_DIR))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let registry = data20_http::registry::from_cache(settings, redis, cached)?;
     let spec = registry.get(&body.tool).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no tool named {:?}",

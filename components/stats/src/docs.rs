@@ -8,7 +8,7 @@ use spin_sdk::http::{Params, Request, Response};
 
 fn file(req: &Request, path: &str, content_type: &str) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     gated(req, &settings, &redis, None, |_| {
         match std::fs::read(path) {
             Ok(bytes) => {

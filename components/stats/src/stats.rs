@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 pub fn handle(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     gated(&req, &settings, &redis, None, |_| match stats(&redis) {
         Ok(v) => {
             let mut resp = data20_http::json(200, &v);

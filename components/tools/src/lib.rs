@@ -5,14 +5,13 @@
 #![allow(unsafe_code)]
 
 use data20_domain::etag::{etag_for, if_none_match};
-use data20_domain::{ApiError, Registry, Settings, REGISTRY_DIR};
+use data20_domain::{ApiError, Settings};
 use data20_http::gate::{gated, Cached};
 use data20_http::{error, header, Ctx, Query};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
 use spin_sdk::http::{Params, Request, Response};
 use spin_sdk::http_component;
-use std::path::Path;
 
 #[http_component]
 fn handle(req: Request) -> Response {
@@ -22,16 +21,18 @@ fn handle(req: Request) -> Response {
 }
 
 fn list(req: Request, _: Params) -> Response {
-    respond(&req, |settings, cached| {
+    respond(&req, |settings, redis, cached| {
         let query = Query::parse(req.query(), &["category"])?;
         let category = query
             .get("category")
             .map(|c| data20_domain::registry::parse_category(c).map_err(ApiError::BadRequest))
             .transpose()?;
-        let (cached, cache) = registry_bytes(settings, cached)?;
+        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached)?;
         let body = match category {
             None => cached,
-            Some(c) => parse_registry(&cached)?.filtered(Some(c)).to_json(),
+            Some(c) => data20_http::registry::parse(&cached)?
+                .filtered(Some(c))
+                .to_json(),
         };
         Ok((body, cache))
     })
@@ -39,9 +40,9 @@ fn list(req: Request, _: Params) -> Response {
 
 fn one(req: Request, params: Params) -> Response {
     let name = params.get("name").unwrap_or_default().to_string();
-    respond(&req, |settings, cached| {
-        let (cached, cache) = registry_bytes(settings, cached)?;
-        let registry = parse_registry(&cached)?;
+    respond(&req, |settings, redis, cached| {
+        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached)?;
+        let registry = data20_http::registry::parse(&cached)?;
         let tool = registry
             .get(&name)
             .ok_or_else(|| ApiError::NotFound(format!("no tool named {:?}", truncate(&name))))?;
@@ -54,17 +55,17 @@ fn one(req: Request, params: Params) -> Response {
 /// `If-None-Match`, behind the gate (rate limit and cache read in one round trip).
 fn respond(
     req: &Request,
-    body: impl FnOnce(&Settings, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
+    body: impl FnOnce(&Settings, &Redis, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
 ) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(&settings.redis_url);
+    let redis = Redis::new(settings.redis_url());
     let read = CacheRead {
         key: keys::TOOL_REGISTRY,
         counter: "tool_registry",
     };
     gated(req, &settings, &redis, Some(read), |cached| {
-        let result =
-            header(req, "if-none-match").and_then(|inm| Ok((inm, body(&settings, cached)?)));
+        let result = header(req, "if-none-match")
+            .and_then(|inm| Ok((inm, body(&settings, &redis, cached)?)));
         match result {
             Err(e) => error(&e),
             Ok((inm, (body, cache))) => {
@@ -81,41 +82,6 @@ fn respond(
             }
         }
     })
-}
-
-/// The registry JSON: the cached bytes on a HIT, else the files (cached again on a
-/// MISS). With Redis down this is a BYPASS: the files answer and nothing is cached.
-fn registry_bytes(
-    settings: &Settings,
-    cached: Cached,
-) -> Result<(Vec<u8>, &'static str), ApiError> {
-    match cached {
-        Cached::Hit(bytes) => Ok((bytes, "HIT")),
-        Cached::Bypass => Ok((load_files()?.to_json(), "BYPASS")),
-        Cached::Miss => {
-            let bytes = load_files()?.to_json();
-            let redis = Redis::new(&settings.redis_url);
-            if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &bytes, settings.tool_cache_ttl_s) {
-                data20_http::log_warn(&format!("registry cache write failed: {e}"));
-            }
-            Ok((bytes, "MISS"))
-        }
-    }
-}
-
-fn load_files() -> Result<Registry, ApiError> {
-    Registry::load_dir(Path::new(REGISTRY_DIR)).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// Cached bytes that no longer parse (a foreign writer, an old format) fall back to the files.
-fn parse_registry(bytes: &[u8]) -> Result<Registry, ApiError> {
-    match serde_json::from_slice(bytes) {
-        Ok(registry) => Ok(registry),
-        Err(e) => {
-            data20_http::log_warn(&format!("cached registry is invalid ({e}); reading files"));
-            load_files()
-        }
-    }
 }
 
 fn truncate(s: &str) -> &str {

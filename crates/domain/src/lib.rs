@@ -4,6 +4,7 @@
 pub mod error;
 pub mod etag;
 pub mod job;
+pub mod log;
 pub mod registry;
 pub mod settings;
 pub mod time;

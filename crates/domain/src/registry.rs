@@ -80,7 +80,7 @@ pub struct ToolSpec {
     pub description: String,
     pub category: String,
     pub version: String,
-    /// The parameter JSON Schema (draft 2020-12).
+    /// The parameter JSON Schema (draft-07, see the registry test for why).
     pub params: Value,
     pub outputs: Vec<ToolOutput>,
     pub timeout_s: u64,

@@ -1,36 +1,30 @@
-//! Runtime settings, read from Spin variables (SPEC §6). Parsing is pure so that
-//! defaults and bad values are unit-tested; `data20-http` feeds it Spin's variables.
+//! Runtime settings, read from Spin variables (SPEC §6), each on first use.
+//!
+//! Every variable read is a host call, and a cached GET needs only four of the eight
+//! settings: reading all of them up front cost about 5 % of a cached route's
+//! requests per second (docs/BENCHMARKS.md). Parsing is pure and unit-tested; unset or
+//! empty variables take the SPEC's defaults, bad values keep the default and log a
+//! warning.
 
-/// The settings every component shares. Unset variables take the SPEC's defaults.
-#[derive(Debug, Clone, PartialEq)]
+use std::cell::OnceCell;
+use std::collections::HashMap;
+
+/// Looks a variable up by name (`spin_sdk::variables::get` in the components).
+pub type Lookup = Box<dyn Fn(&str) -> Option<String>>;
+
+/// The settings every component shares, read lazily through a [`Lookup`].
 pub struct Settings {
-    pub redis_url: String,
-    pub tool_cache_ttl_s: u64,
-    pub job_status_ttl_s: u64,
-    pub rate_limit_max: u64,
-    pub rate_limit_window_s: u64,
-    pub rate_limit_fail_open: bool,
-    pub trust_forwarded_for: bool,
-    /// `None` when the secret is unset or empty: POST routes are then open.
-    pub api_token: Option<String>,
+    lookup: Lookup,
+    redis_url: OnceCell<String>,
+    tool_cache_ttl_s: OnceCell<u64>,
+    job_status_ttl_s: OnceCell<u64>,
+    rate_limit_max: OnceCell<u64>,
+    rate_limit_window_s: OnceCell<u64>,
+    rate_limit_fail_open: OnceCell<bool>,
+    trust_forwarded_for: OnceCell<bool>,
+    api_token: OnceCell<Option<String>>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            redis_url: "redis://127.0.0.1:6379".into(),
-            tool_cache_ttl_s: 3600,
-            job_status_ttl_s: 600,
-            rate_limit_max: 100,
-            rate_limit_window_s: 60,
-            rate_limit_fail_open: true,
-            trust_forwarded_for: false,
-            api_token: None,
-        }
-    }
-}
-
-/// Variable names, as declared in `spin.toml`.
 pub const VARIABLES: [&str; 8] = [
     "redis_url",
     "tool_cache_ttl",
@@ -42,104 +36,217 @@ pub const VARIABLES: [&str; 8] = [
     "api_token",
 ];
 
+/// The SPEC's defaults.
+pub mod defaults {
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    pub const TOOL_CACHE_TTL_S: u64 = 3600;
+    pub const JOB_STATUS_TTL_S: u64 = 600;
+    pub const RATE_LIMIT_MAX: u64 = 100;
+    pub const RATE_LIMIT_WINDOW_S: u64 = 60;
+    pub const RATE_LIMIT_FAIL_OPEN: bool = true;
+    pub const TRUST_FORWARDED_FOR: bool = false;
+}
+
+impl Default for Settings {
+    /// No variable set: every setting at its default.
+    fn default() -> Self {
+        Settings::new(Box::new(|_| None))
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings").finish_non_exhaustive()
+    }
+}
+
 impl Settings {
-    /// Builds settings from a variable lookup. A value that does not parse keeps the
-    /// default and is reported in the returned warnings, so a typo in a manifest never
-    /// takes the API down.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> (Settings, Vec<String>) {
-        let mut s = Settings::default();
-        let mut warnings = Vec::new();
-        let mut num = |name: &str, slot: &mut u64, min: u64| {
-            if let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) {
-                match raw.trim().parse::<u64>() {
-                    Ok(v) if v >= min => *slot = v,
-                    _ => warnings.push(format!(
-                        "variable {name}={raw:?} is not a whole number >= {min}; using {slot}"
-                    )),
-                }
-            }
-        };
-        num("tool_cache_ttl", &mut s.tool_cache_ttl_s, 0);
-        num("job_status_ttl", &mut s.job_status_ttl_s, 0);
-        num("rate_limit_max", &mut s.rate_limit_max, 1);
-        num("rate_limit_window", &mut s.rate_limit_window_s, 1);
-        let mut flag = |name: &str, slot: &mut bool| {
-            if let Some(raw) = lookup(name).filter(|v| !v.trim().is_empty()) {
-                match raw.trim().to_ascii_lowercase().as_str() {
-                    "true" | "1" | "yes" | "on" => *slot = true,
-                    "false" | "0" | "no" | "off" => *slot = false,
-                    _ => warnings.push(format!(
-                        "variable {name}={raw:?} is not a boolean; using {slot}"
-                    )),
-                }
-            }
-        };
-        flag("rate_limit_fail_open", &mut s.rate_limit_fail_open);
-        flag("trust_forwarded_for", &mut s.trust_forwarded_for);
-        if let Some(url) = lookup("redis_url").filter(|v| !v.trim().is_empty()) {
-            s.redis_url = url.trim().to_string();
+    pub fn new(lookup: Lookup) -> Settings {
+        Settings {
+            lookup,
+            redis_url: OnceCell::new(),
+            tool_cache_ttl_s: OnceCell::new(),
+            job_status_ttl_s: OnceCell::new(),
+            rate_limit_max: OnceCell::new(),
+            rate_limit_window_s: OnceCell::new(),
+            rate_limit_fail_open: OnceCell::new(),
+            trust_forwarded_for: OnceCell::new(),
+            api_token: OnceCell::new(),
         }
-        s.api_token = lookup("api_token").filter(|t| !t.is_empty());
-        (s, warnings)
+    }
+
+    /// Settings from fixed name/value pairs (tests, tools outside Spin).
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Settings {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::new(Box::new(move |name| map.get(name).cloned()))
+    }
+
+    /// A variable's value; unset and blank are the same.
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn number(&self, cell: &OnceCell<u64>, name: &str, min: u64, default: u64) -> u64 {
+        *cell.get_or_init(|| {
+            self.raw(name)
+                .map_or(Ok(default), |raw| parse_number(name, &raw, min, default))
+                .unwrap_or_else(|warning| {
+                    crate::log::warn(&warning);
+                    default
+                })
+        })
+    }
+
+    fn flag(&self, cell: &OnceCell<bool>, name: &str, default: bool) -> bool {
+        *cell.get_or_init(|| {
+            self.raw(name)
+                .map_or(Ok(default), |raw| parse_flag(name, &raw, default))
+                .unwrap_or_else(|warning| {
+                    crate::log::warn(&warning);
+                    default
+                })
+        })
+    }
+
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.get_or_init(|| {
+            self.raw("redis_url")
+                .map_or_else(|| defaults::REDIS_URL.to_string(), |u| u.trim().to_string())
+        })
+    }
+
+    pub fn tool_cache_ttl_s(&self) -> u64 {
+        let (cell, d) = (&self.tool_cache_ttl_s, defaults::TOOL_CACHE_TTL_S);
+        self.number(cell, "tool_cache_ttl", 0, d)
+    }
+
+    pub fn job_status_ttl_s(&self) -> u64 {
+        let (cell, d) = (&self.job_status_ttl_s, defaults::JOB_STATUS_TTL_S);
+        self.number(cell, "job_status_ttl", 0, d)
+    }
+
+    pub fn rate_limit_max(&self) -> u64 {
+        let (cell, d) = (&self.rate_limit_max, defaults::RATE_LIMIT_MAX);
+        self.number(cell, "rate_limit_max", 1, d)
+    }
+
+    pub fn rate_limit_window_s(&self) -> u64 {
+        let (cell, d) = (&self.rate_limit_window_s, defaults::RATE_LIMIT_WINDOW_S);
+        self.number(cell, "rate_limit_window", 1, d)
+    }
+
+    pub fn rate_limit_fail_open(&self) -> bool {
+        let (cell, d) = (&self.rate_limit_fail_open, defaults::RATE_LIMIT_FAIL_OPEN);
+        self.flag(cell, "rate_limit_fail_open", d)
+    }
+
+    pub fn trust_forwarded_for(&self) -> bool {
+        let (cell, d) = (&self.trust_forwarded_for, defaults::TRUST_FORWARDED_FOR);
+        self.flag(cell, "trust_forwarded_for", d)
+    }
+
+    /// The API token; an empty value means none.
+    pub fn api_token(&self) -> Option<&str> {
+        self.api_token
+            .get_or_init(|| (self.lookup)("api_token").filter(|t| !t.is_empty()))
+            .as_deref()
+    }
+}
+
+/// A whole number of at least `min`; `Err` is the warning to log (the default is kept).
+pub fn parse_number(name: &str, raw: &str, min: u64, default: u64) -> Result<u64, String> {
+    match raw.trim().parse::<u64>() {
+        Ok(v) if v >= min => Ok(v),
+        _ => Err(format!(
+            "variable {name}={raw:?} is not a whole number >= {min}; using {default}"
+        )),
+    }
+}
+
+/// A boolean in the usual spellings; `Err` is the warning to log (the default is kept).
+pub fn parse_flag(name: &str, raw: &str, default: bool) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "variable {name}={raw:?} is not a boolean; using {default}"
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn from(pairs: &[(&str, &str)]) -> (Settings, Vec<String>) {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| map.get(k).cloned())
-    }
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     #[test]
     fn defaults_follow_the_spec() {
-        let (s, w) = from(&[]);
-        assert_eq!(s, Settings::default());
-        assert!(w.is_empty());
-        assert_eq!(s.tool_cache_ttl_s, 3600);
-        assert_eq!(s.job_status_ttl_s, 600);
-        assert_eq!((s.rate_limit_max, s.rate_limit_window_s), (100, 60));
-        assert!(s.rate_limit_fail_open && !s.trust_forwarded_for);
+        let s = Settings::default();
+        assert_eq!(s.redis_url(), "redis://127.0.0.1:6379");
+        assert_eq!(s.tool_cache_ttl_s(), 3600);
+        assert_eq!(s.job_status_ttl_s(), 600);
+        assert_eq!((s.rate_limit_max(), s.rate_limit_window_s()), (100, 60));
+        assert!(s.rate_limit_fail_open() && !s.trust_forwarded_for());
+        assert_eq!(s.api_token(), None);
     }
 
     #[test]
     fn parses_values() {
-        let (s, w) = from(&[
-            ("redis_url", "redis://127.0.0.1:7000"),
+        let s = Settings::from_pairs(&[
+            ("redis_url", " redis://127.0.0.1:7000 "),
             ("tool_cache_ttl", "5"),
             ("rate_limit_fail_open", "false"),
             ("trust_forwarded_for", "TRUE"),
             ("api_token", "s3cret"),
         ]);
-        assert!(w.is_empty());
-        assert_eq!(s.redis_url, "redis://127.0.0.1:7000");
-        assert_eq!(s.tool_cache_ttl_s, 5);
-        assert!(!s.rate_limit_fail_open && s.trust_forwarded_for);
-        assert_eq!(s.api_token.as_deref(), Some("s3cret"));
+        assert_eq!(s.redis_url(), "redis://127.0.0.1:7000");
+        assert_eq!(s.tool_cache_ttl_s(), 5);
+        assert!(!s.rate_limit_fail_open() && s.trust_forwarded_for());
+        assert_eq!(s.api_token(), Some("s3cret"));
     }
 
     #[test]
     fn bad_values_keep_defaults_and_warn() {
-        let (s, w) = from(&[
+        let s = Settings::from_pairs(&[
             ("tool_cache_ttl", "soon"),
             ("rate_limit_max", "0"),
             ("trust_forwarded_for", "maybe"),
         ]);
-        assert_eq!(s.tool_cache_ttl_s, 3600);
-        assert_eq!(s.rate_limit_max, 100);
-        assert!(!s.trust_forwarded_for);
-        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(s.tool_cache_ttl_s(), 3600);
+        assert_eq!(s.rate_limit_max(), 100);
+        assert!(!s.trust_forwarded_for());
+        let warning = parse_number("rate_limit_max", "0", 1, 100).unwrap_err();
+        assert!(
+            warning.contains("rate_limit_max") && warning.contains(">= 1"),
+            "{warning}"
+        );
+        assert!(parse_flag("trust_forwarded_for", "maybe", false).is_err());
+        assert_eq!(parse_number("tool_cache_ttl", " 0 ", 0, 3600), Ok(0));
     }
 
     #[test]
     fn empty_token_means_no_token() {
-        let (s, _) = from(&[("api_token", "")]);
-        assert_eq!(s.api_token, None);
+        assert_eq!(Settings::from_pairs(&[("api_token", "")]).api_token(), None);
+    }
+
+    #[test]
+    fn each_variable_is_read_once_and_only_when_used() {
+        let reads = Rc::new(RefCell::new(Vec::<String>::new()));
+        let log = Rc::clone(&reads);
+        let s = Settings::new(Box::new(move |name| {
+            log.borrow_mut().push(name.to_string());
+            None
+        }));
+        for _ in 0..3 {
+            let _ = (s.redis_url(), s.rate_limit_max(), s.rate_limit_window_s());
+        }
+        assert_eq!(
+            *reads.borrow(),
+            ["redis_url", "rate_limit_max", "rate_limit_window"]
+        );
     }
 }

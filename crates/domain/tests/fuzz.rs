@@ -59,7 +59,9 @@ proptest! {
         let _ = parse_category(&s);
         let _ = is_safe_file_name(&s);
         let _ = if_none_match(&s, "\"abc\"");
-        let (_, _) = Settings::from_lookup(|_| Some(s.clone()));
+        let v = s.clone();
+        let settings = Settings::new(Box::new(move |_| Some(v.clone())));
+        let _ = (settings.redis_url(), settings.rate_limit_max(), settings.trust_forwarded_for(), settings.api_token());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub fn client_ip(
     spin_client_addr: Option<&str>,
 ) -> Result<IpAddr, ApiError> {
     let bad = |h: &str| ApiError::BadRequest(format!("header {h} does not hold an IP address"));
-    if settings.trust_forwarded_for {
+    if settings.trust_forwarded_for() {
         if let Some(xff) = forwarded_for {
             let first = xff.split(',').next().unwrap_or_default().trim();
             return first.parse().map_err(|_| bad("x-forwarded-for"));
@@ -89,9 +89,9 @@ pub fn admit(
     cache: Option<CacheRead<'_>>,
 ) -> (RateHeaders, Result<Cached, ApiError>) {
     let open = RateHeaders {
-        limit: settings.rate_limit_max,
-        remaining: settings.rate_limit_max,
-        reset_s: settings.rate_limit_window_s,
+        limit: settings.rate_limit_max(),
+        remaining: settings.rate_limit_max(),
+        reset_s: settings.rate_limit_window_s(),
     };
     let ip = match identity(req, settings) {
         Ok(ip) => ip,
@@ -100,8 +100,8 @@ pub fn admit(
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     match redis.gate(
         &keys::rate_limit(&ip),
-        settings.rate_limit_max,
-        settings.rate_limit_window_s,
+        settings.rate_limit_max(),
+        settings.rate_limit_window_s(),
         &nonce,
         cache,
     ) {
@@ -113,7 +113,7 @@ pub fn admit(
             }
             (headers, Ok(cached.map_or(Cached::Miss, Cached::Hit)))
         }
-        Err(e) if settings.rate_limit_fail_open || !e.is_unavailable() => {
+        Err(e) if settings.rate_limit_fail_open() || !e.is_unavailable() => {
             if !e.is_unavailable() {
                 crate::log_warn(&format!("rate limiter error, letting the request through: {e}"));
             }
@@ -130,7 +130,7 @@ pub fn admit(
 
 fn identity(req: &Request, settings: &Settings) -> Result<IpAddr, ApiError> {
     // An untrusted X-Forwarded-For is not even read: it cannot change the answer.
-    let forwarded_for = if settings.trust_forwarded_for {
+    let forwarded_for = if settings.trust_forwarded_for() {
         crate::header(req, "x-forwarded-for")?
     } else {
         None
@@ -148,10 +148,7 @@ mod tests {
     use super::*;
 
     fn settings(trust: bool) -> Settings {
-        Settings {
-            trust_forwarded_for: trust,
-            ..Settings::default()
-        }
+        Settings::from_pairs(&[("trust_forwarded_for", if trust { "true" } else { "false" })])
     }
 
     #[test]

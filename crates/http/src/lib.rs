@@ -5,6 +5,7 @@ pub mod auth;
 pub mod gate;
 pub mod io;
 pub mod query;
+pub mod registry;
 
 use data20_domain::{ApiError, Settings};
 use serde::Serialize;
@@ -14,17 +15,12 @@ pub use query::Query;
 
 /// Reads the settings from Spin variables. A component only sees the variables its
 /// manifest entry declares; missing ones take the defaults.
+/// The component's settings, each Spin variable read on first use.
 pub fn settings() -> Settings {
-    let (settings, warnings) = Settings::from_lookup(|name| spin_sdk::variables::get(name).ok());
-    for w in warnings {
-        log_warn(&w);
-    }
-    settings
+    Settings::new(Box::new(|name| spin_sdk::variables::get(name).ok()))
 }
 
-pub fn log_warn(msg: &str) {
-    eprintln!("{}", serde_json::json!({"level": "warn", "msg": msg}));
-}
+pub use data20_domain::log::warn as log_warn;
 
 /// Per-request context: request id, timing and the structured log line.
 pub struct Ctx {
@@ -59,19 +55,16 @@ impl Ctx {
             .header("x-cache")
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        eprintln!(
-            "{}",
-            serde_json::json!({
-                "level": "info",
-                "component": self.component,
-                "request_id": self.request_id,
-                "method": self.method,
-                "route": self.path,
-                "status": *resp.status(),
-                "duration_us": self.started.elapsed().as_micros() as u64,
-                "cache": cache,
-            })
-        );
+        data20_domain::log::emit(&serde_json::json!({
+            "level": "info",
+            "component": self.component,
+            "request_id": self.request_id,
+            "method": self.method,
+            "route": self.path,
+            "status": *resp.status(),
+            "duration_us": self.started.elapsed().as_micros() as u64,
+            "cache": cache,
+        }));
         resp
     }
 }

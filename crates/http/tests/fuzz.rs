@@ -24,7 +24,7 @@ proptest! {
         addr in proptest::option::of("\\PC{0,60}"),
         trust in any::<bool>(),
     ) {
-        let settings = Settings { trust_forwarded_for: trust, ..Settings::default() };
+        let settings = Settings::from_pairs(&[("trust_forwarded_for", if trust { "true" } else { "false" })]);
         if let Err(e) = client_ip(&settings, xff.as_deref(), tci.as_deref(), addr.as_deref()) {
             prop_assert_eq!(e.status(), 400);
         }

@@ -124,16 +124,17 @@ impl Jobs<'_> {
             "timeout: the runner stopped before finishing, {} attempts",
             record.attempts
         );
-        if self
+        match self
             .db
             .fail_job(&record.id, None, now, &msg)
             .map_err(db_error)?
         {
-            let record = self.load(&record.id)?;
-            self.announce(&record, JobEventKind::JobFailed);
-            return Ok(record);
+            Some(failed) => {
+                self.announce(&failed, JobEventKind::JobFailed);
+                Ok(failed)
+            }
+            None => self.load(&record.id),
         }
-        self.load(&record.id)
     }
 
     fn execute(
@@ -181,16 +182,20 @@ impl Jobs<'_> {
                 .fail_job(&id, Some(runner), now, &msg)
                 .map_err(db_error)?,
         };
-        let record = self.load(&id)?;
-        if finished {
-            let kind = if record.status == JobStatus::Completed {
-                JobEventKind::JobCompleted
-            } else {
-                JobEventKind::JobFailed
-            };
-            self.announce(&record, kind);
+        // The update answers the finished row; `None` means another runner took the job
+        // over (our lease ran out), so it is not ours to announce.
+        match finished {
+            Some(record) => {
+                let kind = if record.status == JobStatus::Completed {
+                    JobEventKind::JobCompleted
+                } else {
+                    JobEventKind::JobFailed
+                };
+                self.announce(&record, kind);
+                Ok(record)
+            }
+            None => self.load(&id),
         }
-        Ok(record)
     }
 
     /// Finishes up to `limit` jobs that nobody is running. Returns how many it touched.
@@ -274,7 +279,7 @@ impl Jobs<'_> {
     /// the next read after that is a MISS, sees it in SQLite and recovers it.
     pub fn cache_status(&self, record: &JobRecord) {
         let bytes = serde_json::to_vec(&record.view()).unwrap_or_default();
-        let ttl = status_ttl_s(record, now_ms(), self.settings.job_status_ttl_s);
+        let ttl = status_ttl_s(record, now_ms(), self.settings.job_status_ttl_s());
         if let Err(e) = self
             .redis
             .set_ex(&keys::job_status(&record.id), &bytes, ttl)
@@ -337,24 +342,15 @@ fn run_tool(
         .collect()
 }
 
-fn log_warn(msg: &str) {
-    eprintln!("{}", serde_json::json!({"level": "warn", "msg": msg}));
-}
-
-fn log_info(msg: &str) {
-    eprintln!("{}", serde_json::json!({"level": "info", "msg": msg}));
-}
+use data20_domain::log::{info as log_info, warn as log_warn};
 
 /// One structured line per job transition.
 fn log_info_job(event: &JobEvent) {
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "level": "info", "msg": "job transition", "event": event.event.as_str(),
-            "job_id": event.job_id.to_string(), "tool": event.tool, "status": event.status.as_str(),
-            "duration_ms": event.duration_ms, "error": event.error, "source": event.source,
-        })
-    );
+    data20_domain::log::emit(&serde_json::json!({
+        "level": "info", "msg": "job transition", "event": event.event.as_str(),
+        "job_id": event.job_id.to_string(), "tool": event.tool, "status": event.status.as_str(),
+        "duration_ms": event.duration_ms, "error": event.error, "source": event.source,
+    }));
 }
 
 #[cfg(test)]

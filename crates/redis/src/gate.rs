@@ -8,9 +8,14 @@
 //! admitted in any window, with no double burst at a fixed window's boundary, and the
 //! script runs atomically, so concurrent requests cannot overshoot.
 
-use crate::{as_string, Arg, Redis, RedisError, Reply};
+use crate::{as_string, Arg, Redis, RedisError, Reply, Script};
 
-const SCRIPT: &str = r#"
+pub const SCRIPT: Script = Script {
+    body: SCRIPT_BODY,
+    sha1: "136197593871a51afee3add25dd898472d9516e0",
+};
+
+const SCRIPT_BODY: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window = tonumber(ARGV[1])
@@ -80,7 +85,7 @@ impl Redis {
     ) -> Result<Admission, RedisError> {
         let (cache_key, counter) = cache.map_or(("", ""), |c| (c.key, c.counter));
         let reply = self.eval(
-            SCRIPT,
+            &SCRIPT,
             &[rate_key, cache_key, crate::keys::STATS],
             &[
                 Arg::Int((window_s * 1000) as i64),
@@ -159,6 +164,15 @@ mod tests {
         assert_eq!(a.cached, None);
         let short = parse_reply(&[Reply::Int64(1), Reply::Int64(5), Reply::Int64(0)], 10).unwrap();
         assert_eq!(short.cached, None);
+    }
+
+    #[test]
+    fn the_script_digest_matches_its_body() {
+        assert_eq!(
+            sha1_smol::Sha1::from(SCRIPT.body).digest().to_string(),
+            SCRIPT.sha1,
+            "update gate::SCRIPT.sha1 after editing the script"
+        );
     }
 
     #[test]

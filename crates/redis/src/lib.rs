@@ -58,7 +58,10 @@ pub fn classify_message(msg: &str) -> RedisError {
         "ResponseError",
         "OOM",
     ];
-    let server_said_no = SERVER_CODES.iter().any(|code| msg.contains(code))
+    // Spin passes redis-rs's wording on: "An error was signalled by the server -
+    // NoScriptError: No matching script. ..." for a server-side error.
+    let server_said_no = (msg.contains("signalled by the server")
+        || SERVER_CODES.iter().any(|code| msg.contains(code)))
         && !msg.to_ascii_lowercase().contains("refused");
     if server_said_no {
         RedisError::Command(msg.to_string())
@@ -109,10 +112,9 @@ impl Redis {
 
     fn note(&self, err: &RedisError) {
         if err.is_unavailable() && !self.down.replace(true) {
-            eprintln!(
-                "{{\"level\":\"warn\",\"msg\":\"redis unavailable, degrading\",\"reason\":{}}}",
-                serde_json::Value::String(err.to_string())
-            );
+            data20_domain::log::emit(&serde_json::json!({
+                "level": "warn", "msg": "redis unavailable, degrading", "reason": err.to_string(),
+            }));
         }
     }
 
@@ -238,17 +240,39 @@ impl Redis {
     }
 
     /// Runs a Lua script server-side (one round trip, atomic).
+    /// Runs `script` by its digest (`EVALSHA`: 40 bytes on the wire instead of the
+    /// body), sending the body only when the server does not know it yet (`NOSCRIPT`:
+    /// a fresh or restarted Redis), which also loads it for later calls.
     pub fn eval(
         &self,
-        script: &str,
+        script: &Script,
         keys: &[&str],
         args: &[Arg<'_>],
     ) -> Result<Vec<RedisResult>, RedisError> {
-        let mut all = vec![Arg::Str(script), Arg::Int(keys.len() as i64)];
-        all.extend(keys.iter().map(|k| Arg::Str(k)));
-        all.extend_from_slice(args);
-        self.execute("EVAL", &all)
+        let call = |cmd: &str, script_arg: &str| {
+            let mut all = vec![Arg::Str(script_arg), Arg::Int(keys.len() as i64)];
+            all.extend(keys.iter().map(|k| Arg::Str(k)));
+            all.extend_from_slice(args);
+            self.execute(cmd, &all)
+        };
+        match call("EVALSHA", script.sha1) {
+            Err(e) if is_noscript(&e) => call("EVAL", script.body),
+            other => other,
+        }
     }
+}
+
+/// Whether the server answered that it does not know a script's digest (`NOSCRIPT`,
+/// redis-rs's `NoScriptError`).
+pub fn is_noscript(err: &RedisError) -> bool {
+    matches!(err, RedisError::Command(msg) if msg.contains("NOSCRIPT") || msg.contains("NoScriptError"))
+}
+
+/// A Lua script and the SHA1 of its body (checked by a unit test), for [`Redis::eval`].
+#[derive(Debug, Clone, Copy)]
+pub struct Script {
+    pub body: &'static str,
+    pub sha1: &'static str,
 }
 
 /// An argument to `execute`.
@@ -312,9 +336,15 @@ mod tests {
             "WRONGTYPE Operation against a key holding the wrong kind of value",
             "ERR unknown command 'FOO'",
             "NOSCRIPT No matching script",
+            // Spin 4.0.2's wording for the reply of an EVALSHA the server does not know.
+            "An error was signalled by the server - NoScriptError: No matching script. Please use EVAL.",
         ] {
             assert!(!classify_message(msg).is_unavailable(), "{msg}");
         }
+        assert!(is_noscript(&classify_message(
+            "An error was signalled by the server - NoScriptError: No matching script. Please use EVAL."
+        )));
+        assert!(!is_noscript(&classify_message("ERR unknown command 'FOO'")));
         assert!(!classify(&SpinRedisError::TypeError).is_unavailable());
         assert!(classify(&SpinRedisError::InvalidAddress).is_unavailable());
     }

@@ -92,6 +92,11 @@ fn opt_i64(row: &Row<'_>, col: &str) -> Option<i64> {
     row.get::<i64>(col)
 }
 
+/// The `jobs` columns [`record`] reads, for `RETURNING` (no outputs: an update
+/// returning these knows them already).
+const ROW_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, \
+     duration_ms, error, attempts, lease_ms, dispatch";
+
 fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
     let corrupt = |what: &str| DbError::Corrupt(format!("jobs row has a bad {what}"));
     let id = JobId::parse(row.get::<&str>("id").ok_or_else(|| corrupt("id"))?)
@@ -225,12 +230,13 @@ impl Db {
     ) -> Result<Option<Claimed>, DbError> {
         self.with_schema(|db| {
             let r = db.execute(
-                "UPDATE jobs SET status = 'running', started_ms = ?, lease_ms = ?, runner = ?, \
-                   attempts = attempts + 1 \
-                 WHERE id = ? AND attempts < ? \
-                   AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
-                 RETURNING id, tool, params, status, created_ms, started_ms, finished_ms, \
-                   duration_ms, error, attempts, lease_ms, dispatch",
+                &format!(
+                    "UPDATE jobs SET status = 'running', started_ms = ?, lease_ms = ?, runner = ?, \
+                       attempts = attempts + 1 \
+                     WHERE id = ? AND attempts < ? \
+                       AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
+                     RETURNING params, {ROW_COLUMNS}"
+                ),
                 &[
                     Value::Integer(now_ms),
                     Value::Integer(lease_ms),
@@ -263,13 +269,15 @@ impl Db {
         now_ms: i64,
         duration_ms: i64,
         outputs: &[NewOutput<'_>],
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<JobRecord>, DbError> {
         self.with_schema(|db| {
             db.transaction(|db| {
                 let won = db.execute(
-                    "UPDATE jobs SET status = 'completed', finished_ms = ?, duration_ms = ?, \
-                       lease_ms = NULL, error = NULL \
-                     WHERE id = ? AND status = 'running' AND runner = ? RETURNING id",
+                    &format!(
+                        "UPDATE jobs SET status = 'completed', finished_ms = ?, duration_ms = ?, \
+                           lease_ms = NULL, error = NULL \
+                         WHERE id = ? AND status = 'running' AND runner = ? RETURNING {ROW_COLUMNS}"
+                    ),
                     &[
                         Value::Integer(now_ms),
                         Value::Integer(duration_ms),
@@ -277,9 +285,10 @@ impl Db {
                         text(runner),
                     ],
                 )?;
-                if won.rows.is_empty() {
-                    return Ok(false);
-                }
+                let Some(row) = won.rows().next() else {
+                    return Ok(None);
+                };
+                let mut finished = record(&row)?;
                 for out in outputs {
                     db.execute(
                         "INSERT OR REPLACE INTO job_outputs (job_id, name, content_type, size, content) \
@@ -293,7 +302,18 @@ impl Db {
                         ],
                     )?;
                 }
-                Ok(true)
+                // What was just written: no read-back needed.
+                finished.outputs = outputs
+                    .iter()
+                    .map(|o| StoredOutput {
+                        name: o.name.to_string(),
+                        content_type: o.content_type.to_string(),
+                        size: o.content.len() as u64,
+                    })
+                    .collect();
+                // In the order a read gives them (by name).
+                finished.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+                Ok(Some(finished))
             })
         })
     }
@@ -306,7 +326,7 @@ impl Db {
         runner: Option<&str>,
         now_ms: i64,
         error: &str,
-    ) -> Result<bool, DbError> {
+    ) -> Result<Option<JobRecord>, DbError> {
         self.with_schema(|db| {
             let (cond, mut params) = match runner {
                 Some(r) => ("status = 'running' AND runner = ?", vec![text(r)]),
@@ -319,11 +339,13 @@ impl Db {
                     "UPDATE jobs SET status = 'failed', finished_ms = ?, \
                        duration_ms = CASE WHEN started_ms IS NULL THEN NULL ELSE ? - started_ms END, \
                        lease_ms = NULL, error = ? \
-                     WHERE id = ? AND {cond} RETURNING id"
+                     WHERE id = ? AND {cond} RETURNING {ROW_COLUMNS}"
                 ),
                 &all,
             )?;
-            Ok(!r.rows.is_empty())
+            // A failed job has no outputs (they are stored only on completion).
+            let failed = r.rows().next().map(|row| record(&row)).transpose();
+            failed
         })
     }
 
