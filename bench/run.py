@@ -128,6 +128,19 @@ def seed_jobs(state_dir, n):
     db.close()
 
 
+def wait_drained(port, timeout=300):
+    """Waits until the app has no queued or running job left."""
+    end = time.time() + timeout
+    while time.time() < end:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        c.request("GET", "/api/stats")
+        by_status = json.loads(c.getresponse().read())["jobs"]["by_status"]
+        if by_status.get("queued", 0) + by_status.get("running", 0) == 0:
+            return
+        time.sleep(0.2)
+    sys.exit("bench: the worker did not finish the accepted jobs in time")
+
+
 def cpu_seconds(pgid):
     """User + system CPU time of every live process in process group `pgid`."""
     total = 0.0
@@ -211,7 +224,7 @@ def round_trip(port, redis_port, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
     ap.add_argument("--out", default=None)
@@ -267,25 +280,27 @@ def main():
             ("GET /api/jobs?limit=50 (100 jobs)", f"http://127.0.0.1:{small_port}/api/jobs?limit=50", small_pg, None),
             ("GET /api/jobs?limit=50 (100k jobs)", f"http://127.0.0.1:{big_port}/api/jobs?limit=50", big_pg, None),
             ("GET /api/health", f"http://127.0.0.1:{main_port}/api/health", main_pg, None),
-            # Last in a round: the worker runs the accepted jobs on the same cores.
+            # Measured after the others, each round followed by a wait until the worker
+            # has run every accepted job, so the backlog does not load the next runs.
             ("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", main_pg, post_script),
         ]
         runs = {label: [] for label, *_ in routes}
         print(f"bench: wrk, 1 thread, {n} connections, {d} s per route, {args.rounds} rounds",
               file=sys.stderr)
-        for rnd in range(args.rounds):
-            for label, url, pgid, script in routes:
-                spin0, redis0 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
-                res = wrk(url, d, n, script)
-                spin1, redis1 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
-                res["spin_us"] = (spin1 - spin0) / max(res["n"], 1) * 1e6
-                res["redis_us"] = (redis1 - redis0) / max(res["n"], 1) * 1e6
-                runs[label].append(res)
-                print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
-            time.sleep(1)
+        order = [(rnd, r) for rnd in range(args.rounds) for r in routes[:-1]]
+        order += [(rnd, routes[-1]) for rnd in range(args.rounds)]
+        for rnd, (label, url, pgid, script) in order:
+            spin0, redis0 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
+            res = wrk(url, d, n, script)
+            if script:
+                # The CPU of a POST includes running the job it queued.
+                wait_drained(main_port)
+            spin1, redis1 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
+            res["spin_us"] = (spin1 - spin0) / max(res["n"], 1) * 1e6
+            res["redis_us"] = (redis1 - redis0) / max(res["n"], 1) * 1e6
+            runs[label].append(res)
+            print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
         rows = [(label, median_of(runs[label])) for label, *_ in routes]
-        # Let the worker drain what the POSTs queued before timing round trips.
-        time.sleep(2)
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
