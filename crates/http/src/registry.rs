@@ -26,9 +26,7 @@ pub fn bytes(
         Cached::Bypass => Ok((load_files()?.to_json(), "BYPASS")),
         Cached::Miss => {
             let bytes = load_files()?.to_json();
-            if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &bytes, settings.tool_cache_ttl_s()) {
-                crate::log_warn(&format!("registry cache write failed: {e}"));
-            }
+            write_back(settings, redis, &bytes);
             Ok((bytes, "MISS"))
         }
     }
@@ -47,10 +45,7 @@ pub fn from_cache(
         other => {
             let registry = load_files()?;
             if other == Cached::Miss {
-                let ttl = settings.tool_cache_ttl_s();
-                if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, &registry.to_json(), ttl) {
-                    crate::log_warn(&format!("registry cache write failed: {e}"));
-                }
+                write_back(settings, redis, &registry.to_json());
             }
             Ok(registry)
         }
@@ -65,6 +60,13 @@ pub fn fetch(settings: &Settings, redis: &Redis) -> Result<Registry, ApiError> {
         Err(_) => Cached::Bypass,
     };
     from_cache(settings, redis, cached)
+}
+
+/// Refills the cache after a MISS; a failed write only costs the next request a MISS.
+fn write_back(settings: &Settings, redis: &Redis, bytes: &[u8]) {
+    if let Err(e) = redis.set_ex(keys::TOOL_REGISTRY, bytes, settings.tool_cache_ttl_s()) {
+        crate::log_warn(&format!("registry cache write failed: {e}"));
+    }
 }
 
 pub fn load_files() -> Result<Registry, ApiError> {
