@@ -27,9 +27,14 @@ pub fn text(s: &str) -> Value {
     Value::Text(s.to_string())
 }
 
-/// A query that fails because a table or column is missing means "migrate first".
+/// A query that fails because a table, column or index is missing means "migrate
+/// first". (A query that needs an index-only migration names the index with
+/// `INDEXED BY`, so a database without it fails this way too.)
 pub fn classify(msg: &str) -> DbError {
-    if msg.contains("no such table") || msg.contains("no such column") {
+    if ["no such table", "no such column", "no such index"]
+        .iter()
+        .any(|missing| msg.contains(missing))
+    {
         DbError::Schema(msg.to_string())
     } else {
         DbError::Sqlite(msg.to_string())
@@ -124,5 +129,22 @@ impl Db {
     /// A cheap liveness probe for the health route.
     pub fn ping(&self) -> Result<(), DbError> {
         self.execute("SELECT 1", &[]).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_schema_objects_mean_migrate() {
+        for msg in [
+            "no such table: jobs",
+            "no such column: dispatch",
+            "no such index: jobs_by_duration",
+        ] {
+            assert!(matches!(classify(msg), DbError::Schema(_)), "{msg}");
+        }
+        assert!(matches!(classify("database is locked"), DbError::Sqlite(_)));
     }
 }
