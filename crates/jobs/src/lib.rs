@@ -359,18 +359,9 @@ mod tests {
 
     fn record(status: JobStatus, created_ms: i64, lease_ms: Option<i64>) -> JobRecord {
         JobRecord {
-            id: JobId::new(),
-            tool: "build_graph".into(),
             status,
-            created_ms,
-            started_ms: None,
-            finished_ms: None,
-            duration_ms: None,
-            error: None,
-            attempts: 0,
             lease_ms,
-            dispatch: "worker".into(),
-            outputs: vec![],
+            ..JobRecord::queued(JobId::new(), "build_graph", created_ms, "worker")
         }
     }
 

@@ -34,6 +34,24 @@ pub struct StoredOutput {
 }
 
 impl JobRecord {
+    /// A job as it is when created: queued, never run, no outputs.
+    pub fn queued(id: JobId, tool: &str, created_ms: i64, dispatch: &str) -> JobRecord {
+        JobRecord {
+            id,
+            tool: tool.to_string(),
+            status: JobStatus::Queued,
+            created_ms,
+            started_ms: None,
+            finished_ms: None,
+            duration_ms: None,
+            error: None,
+            attempts: 0,
+            lease_ms: None,
+            dispatch: dispatch.to_string(),
+            outputs: Vec::new(),
+        }
+    }
+
     pub fn view(&self) -> JobView {
         JobView {
             job_id: self.id,
@@ -151,20 +169,7 @@ impl Db {
             .map(|_| ())
         })?;
         // The new row is fully known: no need to read it back.
-        Ok(JobRecord {
-            id: *id,
-            tool: tool.to_string(),
-            status: JobStatus::Queued,
-            created_ms,
-            started_ms: None,
-            finished_ms: None,
-            duration_ms: None,
-            error: None,
-            attempts: 0,
-            lease_ms: None,
-            dispatch: dispatch.to_string(),
-            outputs: Vec::new(),
-        })
+        Ok(JobRecord::queued(*id, tool, created_ms, dispatch))
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
