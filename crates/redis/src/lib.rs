@@ -10,7 +10,6 @@ pub mod gate;
 pub mod info;
 pub mod keys;
 
-use serde::{de::DeserializeOwned, Serialize};
 use spin_sdk::redis::{Connection, Error as SpinRedisError, RedisParameter, RedisResult};
 use std::cell::{Cell, OnceCell};
 
@@ -138,15 +137,6 @@ impl Redis {
         self.check(conn.get(key))
     }
 
-    pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, RedisError> {
-        match self.get(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| RedisError::Command(format!("{key} holds invalid JSON: {e}"))),
-        }
-    }
-
     /// `SET key value EX ttl`: every cache entry data20 writes expires. A TTL of 0
     /// means "do not cache" and writes nothing.
     pub fn set_ex(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), RedisError> {
@@ -163,21 +153,6 @@ impl Redis {
             ],
         )
         .map(|_| ())
-    }
-
-    pub fn set_json_ex<T: Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl_s: u64,
-    ) -> Result<(), RedisError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| RedisError::Command(e.to_string()))?;
-        self.set_ex(key, &bytes, ttl_s)
-    }
-
-    pub fn del(&self, keys: &[String]) -> Result<u32, RedisError> {
-        let conn = self.conn()?;
-        self.check(conn.del(keys))
     }
 
     /// `PUBLISH`, answering how many subscribers received the message.
@@ -200,11 +175,6 @@ impl Redis {
         }
     }
 
-    pub fn hincrby(&self, key: &str, field: &str, by: i64) -> Result<i64, RedisError> {
-        let reply = self.execute("HINCRBY", &[Arg::Str(key), Arg::Str(field), Arg::Int(by)])?;
-        int_reply(&reply)
-    }
-
     /// `HGETALL` as (field, value) pairs.
     pub fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, RedisError> {
         let reply = self.execute("HGETALL", &[Arg::Str(key)])?;
@@ -215,31 +185,6 @@ impl Redis {
             .collect())
     }
 
-    /// `LPUSH` then `LTRIM` to keep the newest `keep` entries.
-    pub fn push_capped(&self, key: &str, value: &[u8], keep: i64) -> Result<(), RedisError> {
-        self.execute("LPUSH", &[Arg::Str(key), Arg::Bytes(value)])?;
-        self.execute("LTRIM", &[Arg::Str(key), Arg::Int(0), Arg::Int(keep - 1)])
-            .map(|_| ())
-    }
-
-    pub fn lrange(&self, key: &str, start: i64, stop: i64) -> Result<Vec<Vec<u8>>, RedisError> {
-        let reply = self.execute("LRANGE", &[Arg::Str(key), Arg::Int(start), Arg::Int(stop)])?;
-        Ok(reply
-            .into_iter()
-            .filter_map(|r| match r {
-                RedisResult::Binary(b) => Some(b),
-                RedisResult::Status(s) => Some(s.into_bytes()),
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// Seconds to live of `key`: -2 when it does not exist, -1 when it has no TTL.
-    pub fn ttl(&self, key: &str) -> Result<i64, RedisError> {
-        int_reply(&self.execute("TTL", &[Arg::Str(key)])?)
-    }
-
-    /// Runs a Lua script server-side (one round trip, atomic).
     /// Runs `script` by its digest (`EVALSHA`: 40 bytes on the wire instead of the
     /// body), sending the body only when the server does not know it yet (`NOSCRIPT`:
     /// a fresh or restarted Redis), which also loads it for later calls.
