@@ -264,8 +264,16 @@ impl Jobs<'_> {
             ));
         }
         log_info_job(&event);
-        self.cache_status(record);
-        match self.redis.publish(keys::JOB_UPDATES, payload.as_bytes()) {
+        // The status write and the publish share one round trip: the status is cached
+        // before anyone hears the event, so a reader woken by it finds the new status.
+        let (status, ttl) = self.status_entry(record);
+        match self.redis.set_ex_and_publish(
+            &keys::job_status(&record.id),
+            &status,
+            ttl,
+            keys::JOB_UPDATES,
+            payload.as_bytes(),
+        ) {
             Ok(n) => Some(n),
             Err(e) => {
                 log_warn(&format!("cannot publish {}: {e}", kind.as_str()));
@@ -274,12 +282,18 @@ impl Jobs<'_> {
         }
     }
 
+    /// The cached status document of `record` and its TTL (see [`Jobs::cache_status`]).
+    fn status_entry(&self, record: &JobRecord) -> (Vec<u8>, u64) {
+        let bytes = serde_json::to_vec(&record.view()).unwrap_or_default();
+        let ttl = status_ttl_s(record, now_ms(), self.settings.job_status_ttl_s());
+        (bytes, ttl)
+    }
+
     /// Writes `job:{id}:status`. A job that is not final is cached only until the moment
     /// it would count as stale, so a cache HIT can never hide a job that needs recovery:
     /// the next read after that is a MISS, sees it in SQLite and recovers it.
     pub fn cache_status(&self, record: &JobRecord) {
-        let bytes = serde_json::to_vec(&record.view()).unwrap_or_default();
-        let ttl = status_ttl_s(record, now_ms(), self.settings.job_status_ttl_s());
+        let (bytes, ttl) = self.status_entry(record);
         if let Err(e) = self
             .redis
             .set_ex(&keys::job_status(&record.id), &bytes, ttl)

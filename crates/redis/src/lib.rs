@@ -155,9 +155,26 @@ impl Redis {
         .map(|_| ())
     }
 
-    /// `PUBLISH`, answering how many subscribers received the message.
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
-        let reply = self.execute("PUBLISH", &[Arg::Str(channel), Arg::Bytes(payload)])?;
+    /// [`Redis::set_ex`] then `PUBLISH`, in one round trip (in that order, atomically):
+    /// answers how many subscribers received the message.
+    pub fn set_ex_and_publish(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_s: u64,
+        channel: &str,
+        payload: &[u8],
+    ) -> Result<i64, RedisError> {
+        let reply = self.eval(
+            &SET_EX_AND_PUBLISH,
+            &[key],
+            &[
+                Arg::Bytes(value),
+                Arg::Int(ttl_s as i64),
+                Arg::Str(channel),
+                Arg::Bytes(payload),
+            ],
+        )?;
         int_reply(&reply)
     }
 
@@ -206,6 +223,13 @@ impl Redis {
         }
     }
 }
+
+/// A TTL of 0 means "do not cache", as in [`Redis::set_ex`].
+const SET_EX_AND_PUBLISH: Script = Script {
+    body: "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end\n\
+           return redis.call('PUBLISH', ARGV[3], ARGV[4])",
+    sha1: "c7db8caa1138e02a1c3e542033983da374251a07",
+};
 
 /// Whether the server answered that it does not know a script's digest (`NOSCRIPT`,
 /// redis-rs's `NoScriptError`).
@@ -261,6 +285,18 @@ pub fn as_string(r: &RedisResult) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_digests_match_their_bodies() {
+        for script in [SET_EX_AND_PUBLISH, gate::SCRIPT] {
+            assert_eq!(
+                sha1_smol::Sha1::from(script.body).digest().to_string(),
+                script.sha1,
+                "update the sha1 after editing {:?}",
+                script.body
+            );
+        }
+    }
 
     #[test]
     fn connection_failures_are_unavailable() {
