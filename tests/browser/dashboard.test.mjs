@@ -177,7 +177,13 @@ test('rate limiting and a Redis outage are explained in words', async () => {
   await page.getByText(/Too many requests from this address\. Try again in \d+ seconds\./).first().waitFor();
 
   const down = await startApp();
+  // SIGTERM only asks: wait until redis-server has exited and the API itself says so,
+  // or the page can load while Redis is still answering.
+  const exited = new Promise((resolve) => down.redis.once('exit', resolve));
   process.kill(-down.redis.pid, 'SIGTERM');
+  await exited;
+  await waitFor('the API to report Redis down', async () =>
+    (await (await fetch(`${down.url}/api/health`)).json()).redis === 'down', 15000);
   await page.goto(`${down.url}/#/stats`);
   await page.getByRole('alert').filter({ hasText: 'Redis is down' }).waitFor();
   assert.match(await page.locator('#redis-state').textContent(), /unavailable/);
