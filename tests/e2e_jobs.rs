@@ -339,14 +339,12 @@ fn run_and_jobs_refuse_bad_input_with_json_errors() {
     )
     .assert_error(405, "method_not_allowed");
 
-    // With no worker subscribed, the API runs the job itself: nothing waits forever.
+    // With no worker subscribed, the API runs the job itself, right after its 202:
+    // nothing waits forever.
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
     assert_eq!(accepted.json()["dispatch"], "inline");
-    assert_eq!(accepted.json()["status"], "completed");
-    assert_eq!(
-        app.get(&format!("/api/jobs/{id}")).json()["status"],
-        "completed"
-    );
+    assert_eq!(accepted.json()["status"], "queued");
+    assert_eq!(app.wait_final(&id, FINISH)["status"], "completed");
 }
 
 #[test]
@@ -391,6 +389,7 @@ fn redis_outage_jobs_still_complete_and_the_worker_comes_back() {
     app.redis.stop();
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
     assert_eq!(accepted.json()["dispatch"], "inline");
+    assert_eq!(app.wait_final(&id, FINISH)["status"], "completed");
     let r = app.get(&format!("/api/jobs/{id}"));
     assert_eq!(r.header("x-cache"), Some("BYPASS"));
     assert_eq!(r.json()["status"], "completed");
@@ -523,7 +522,8 @@ fn the_cloud_manifest_runs_jobs_inline_without_a_worker() {
     assert_eq!(app.subscribers(), 0);
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
     assert_eq!(accepted.json()["dispatch"], "inline");
-    assert_eq!(accepted.json()["status"], "completed");
+    assert_eq!(accepted.json()["status"], "queued");
+    assert_eq!(app.wait_final(&id, FINISH)["status"], "completed");
     let sse = app.get(&format!("/api/jobs/{id}/events")).text();
     let kinds: Vec<&str> = sse
         .lines()
@@ -537,4 +537,71 @@ fn the_cloud_manifest_runs_jobs_inline_without_a_worker() {
     );
     assert_eq!(app.get("/api/tools").status, 200);
     assert_eq!(app.get("/api/health").json()["status"], "ok");
+}
+
+/// `def f: 1 + f; f` recurses until WebAssembly's call stack is exhausted: the instance
+/// running it traps. With no worker the API runs it after its 202, so the trap reaches
+/// no client; each lost run is noticed by a read once its lease is over, and the second
+/// loss fails the job with `timeout`.
+#[test]
+fn a_job_that_crashes_its_runner_fails_after_two_lost_runs_and_no_request_sees_a_500() {
+    let app = TestApp::start_with(Options {
+        workers: 0,
+        ..Options::default()
+    });
+    assert_eq!(app.subscribers(), 0);
+    let (id, accepted) = app.submit(
+        "json_query",
+        json!({"filter": "def f: 1 + f; f", "input": 1}),
+    );
+    assert_eq!(accepted.json()["dispatch"], "inline");
+
+    // A stream on a job nobody runs any more ends (200, no final event) and the job is
+    // run again behind it; the client's reconnect would pick up from Last-Event-ID.
+    let sse = app.get(&format!("/api/jobs/{id}/events"));
+    assert_eq!(sse.status, 200);
+    let kinds: Vec<String> = sse
+        .text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
+        .collect();
+    assert_eq!(kinds, ["job_created", "job_started"], "{}", sse.text());
+
+    // Every read on the way answers 200 (wait_final asserts it), however the runs end.
+    let status = app.wait_final(&id, Duration::from_secs(90));
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(status["attempts"], 2, "{status}");
+    assert_eq!(
+        status["error"], "timeout: the runner stopped before finishing, 2 attempts",
+        "{status}"
+    );
+    let log = app.log();
+    assert!(
+        log.contains("Component error after response started")
+            && log.contains("call stack exhausted"),
+        "the runs should have trapped after their responses:\n{log}"
+    );
+}
+
+/// json_query checks its deadline between results: a query that keeps producing them
+/// for longer than the tool's `timeout_s` (10 s) is stopped by its runner, on the first
+/// attempt, with `timeout`.
+#[test]
+fn a_tool_that_runs_past_its_timeout_fails_with_timeout() {
+    let app = TestApp::start();
+    let (id, _) = app.submit(
+        "json_query",
+        json!({"filter": "range(1e12) | select(. % 100000 == 0)", "input": null}),
+    );
+    let status = app.wait_final(&id, Duration::from_secs(60));
+    assert_eq!(status["status"], "failed", "{status}");
+    assert_eq!(
+        status["error"], "timeout: json_query ran longer than 10 s",
+        "{status}"
+    );
+    assert_eq!(status["attempts"], 1, "{status}");
+    assert!(
+        status["duration_ms"].as_i64().unwrap() >= 10_000,
+        "stopped at its deadline, not before: {status}"
+    );
 }

@@ -108,26 +108,31 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
         }
         // Staleness moves in seconds: look once a second, not on every poll.
         if last_stale_check.elapsed() >= STALE_CHECK {
-            recover_if_stale(&db, &redis, &settings, &id);
+            if let Some(stale) = stale_record(&db, &redis, &settings, &id) {
+                // A watched job nobody runs any more: end the stream, then run the job
+                // here. The client reconnects (`retry`) with Last-Event-ID and sees it end.
+                drop(sink);
+                crate::routes::recover_after_response(&stale);
+                data20_http::deferred::run_queued();
+                return;
+            }
             last_stale_check = Instant::now();
         }
         std::thread::sleep(POLL);
     }
 }
 
-/// A watched job that nobody runs any more is run here, so the stream can end.
-fn recover_if_stale(db: &Db, redis: &Redis, settings: &data20_domain::Settings, id: &JobId) {
+fn stale_record(
+    db: &Db,
+    redis: &Redis,
+    settings: &data20_domain::Settings,
+    id: &JobId,
+) -> Option<data20_sqlite::jobs::JobRecord> {
     let jobs = Jobs {
         db,
         redis,
         settings,
         source: "api",
     };
-    if let Ok(record) = jobs.load(id) {
-        if Jobs::is_stale(&record) {
-            if let Ok(registry) = data20_http::registry::fetch(settings, redis) {
-                let _ = jobs.run(&registry, id, &record.tool);
-            }
-        }
-    }
+    jobs.load(id).ok().filter(Jobs::is_stale)
 }

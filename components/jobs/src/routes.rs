@@ -48,10 +48,9 @@ pub fn status(req: Request, params: Params) -> Response {
                 settings: &settings,
                 source: "api",
             };
-            let mut record = jobs.load(&id)?;
+            let record = jobs.load(&id)?;
             if Jobs::is_stale(&record) {
-                let registry = data20_http::registry::fetch(&settings, &redis)?;
-                record = jobs.run(&registry, &id, &record.tool.clone())?;
+                recover_after_response(&record);
             } else if cache == "MISS" {
                 jobs.cache_status(&record);
             }
@@ -60,6 +59,22 @@ pub fn status(req: Request, params: Params) -> Response {
             Ok(resp)
         })())
     })
+}
+
+/// Runs a job nobody runs any more once the answer (its state as found) has gone out:
+/// a tool that traps or never ends must not become this read's 500 or hang.
+pub fn recover_after_response(record: &data20_sqlite::jobs::JobRecord) {
+    let (id, tool) = (record.id, record.tool.clone());
+    data20_http::deferred::after_response(move || {
+        let settings = data20_http::settings();
+        Jobs::detached(&settings, "api", |jobs| {
+            let done = data20_http::registry::fetch(&settings, jobs.redis)
+                .and_then(|registry| jobs.run(&registry, &id, &tool));
+            if let Err(e) = done {
+                data20_http::log_warn(&format!("recovering job {id} failed: {e}"));
+            }
+        })
+    });
 }
 
 /// GET /api/jobs?status=&tool=&limit=&cursor=

@@ -115,11 +115,26 @@ fn run(
         settings,
         source: "api",
     };
-    let (record, dispatch) = jobs.submit(&registry, spec, &body.params)?;
-    if dispatch == Dispatch::Worker && !redis.known_down() {
-        // Cheap housekeeping while we are here: finish jobs whose runner vanished.
-        jobs.recover(&registry, 1);
-    }
+    let (record, dispatch) = jobs.submit(spec, &body.params)?;
+    // The 202 goes out first: whatever the tool does (trap, loop) cannot cost the client
+    // its answer, and the job is already in SQLite.
+    let (id, tool) = (record.id, record.tool.clone());
+    let recover = dispatch == Dispatch::Worker && !redis.known_down();
+    data20_http::deferred::after_response(move || {
+        Jobs::detached(&data20_http::settings(), "api", |jobs| match dispatch {
+            Dispatch::Inline => {
+                if let Err(e) = jobs.run(&registry, &id, &tool) {
+                    data20_http::log_warn(&format!("running job {id} inline failed: {e}"));
+                }
+            }
+            // Cheap housekeeping while we are here: finish jobs whose runner vanished.
+            Dispatch::Worker => {
+                if recover {
+                    jobs.recover(&registry, 1);
+                }
+            }
+        })
+    });
     let view = record.view();
     let mut resp = data20_http::json(
         202,

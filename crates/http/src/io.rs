@@ -57,8 +57,14 @@ pub async fn read_capped(req: IncomingRequest, cap: usize) -> (Request, Result<(
     (request, Ok(()))
 }
 
-/// Sends a buffered [`Response`] through the out-parameter.
+/// Sends a buffered [`Response`] through the out-parameter, then runs the work the
+/// request left for after its response ([`crate::deferred`]).
 pub async fn send(out: ResponseOutparam, resp: Response) {
+    send_only(out, resp).await;
+    crate::deferred::run_queued();
+}
+
+async fn send_only(out: ResponseOutparam, resp: Response) {
     let body = resp.body().to_vec();
     match OutgoingResponse::try_from(resp) {
         Ok(og) => {

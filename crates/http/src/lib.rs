@@ -2,6 +2,7 @@
 //! way, so this lives once here.
 
 pub mod auth;
+pub mod deferred;
 pub mod gate;
 pub mod io;
 pub mod query;

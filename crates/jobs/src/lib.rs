@@ -7,7 +7,8 @@
 //! No accepted job is lost:
 //! - the job row is committed before the 202 is sent;
 //! - if `PUBLISH job_created` reaches no subscriber (or Redis is down) the API runs the
-//!   job itself, inline;
+//!   job itself, inline, right after its response has gone out (so a tool that traps or
+//!   never ends cannot cost the client its answer);
 //! - a runner claims with a lease; a job left queued past [`QUEUED_GRACE_MS`] or running
 //!   past its lease is claimed again by the next worker invocation or request that
 //!   touches it, and failed with `timeout` once [`MAX_ATTEMPTS`] runs have been lost.
@@ -37,7 +38,7 @@ pub fn db_error(e: DbError) -> ApiError {
 pub enum Dispatch {
     /// A worker received `job_created`.
     Worker,
-    /// No worker could receive it; the API ran the job itself.
+    /// No worker could receive it; the API runs the job itself after answering.
     Inline,
 }
 
@@ -59,10 +60,10 @@ pub struct Jobs<'a> {
 }
 
 impl Jobs<'_> {
-    /// Creates a queued job, announces it, and runs it inline when no worker heard.
+    /// Creates a queued job and announces it. [`Dispatch::Inline`] means no worker heard:
+    /// the caller must [`Jobs::run`] it, after its response.
     pub fn submit(
         &self,
-        registry: &Registry,
         spec: &ToolSpec,
         params: &serde_json::Value,
     ) -> Result<(JobRecord, Dispatch), ApiError> {
@@ -82,12 +83,26 @@ impl Jobs<'_> {
         if receivers.unwrap_or(0) > 0 {
             return Ok((record, Dispatch::Worker));
         }
-        // Nobody can run it but us: say so in the row, then run it now.
+        // Nobody can run it but us: say so in the row; the caller runs it.
         self.db
             .set_dispatch(&id, Dispatch::Inline.as_str())
             .map_err(db_error)?;
-        let record = self.run(registry, &id, spec.name.as_str())?;
         Ok((record, Dispatch::Inline))
+    }
+
+    /// Runs `work` on handles of its own, opened when it runs: for work a request does
+    /// after its response, when the handles it answered with are gone.
+    pub fn detached(settings: &Settings, source: &'static str, work: impl FnOnce(&Jobs<'_>)) {
+        let redis = Redis::new(settings.redis_url());
+        match Db::open() {
+            Ok(db) => work(&Jobs {
+                db: &db,
+                redis: &redis,
+                settings,
+                source,
+            }),
+            Err(e) => log_warn(&format!("cannot open the job database: {e}")),
+        }
     }
 
     /// Claims and runs a job if nobody else holds it; answers its state afterwards.
