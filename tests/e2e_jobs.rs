@@ -584,11 +584,36 @@ fn a_job_that_crashes_its_runner_fails_after_two_lost_runs_and_no_request_sees_a
 }
 
 /// json_query checks its deadline between results: a query that keeps producing them
-/// for longer than the tool's `timeout_s` (10 s) is stopped by its runner, on the first
-/// attempt, with `timeout`.
+/// for longer than the tool's `timeout_s` is stopped by its runner, on the first attempt,
+/// with `timeout`. The timeout comes from the registry the worker reads through the
+/// Redis cache (`tool_registry`): the test shortens it there to 2 s, so the error also
+/// shows that the worker used the cached registry and not the files (10 s).
 #[test]
 fn a_tool_that_runs_past_its_timeout_fails_with_timeout() {
     let app = TestApp::start();
+    assert_eq!(app.get("/api/tools").header("x-cache"), Some("MISS"));
+    let mut redis = app.redis_conn();
+    let cached: String = redis::cmd("GET")
+        .arg("tool_registry")
+        .query(&mut redis)
+        .unwrap();
+    let mut registry: Value = serde_json::from_str(&cached).unwrap();
+    let json_query = registry["tools"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|t| t["name"] == "json_query")
+        .unwrap();
+    assert_eq!(json_query["timeout_s"], 10, "the file's timeout");
+    json_query["timeout_s"] = json!(2);
+    let _: () = redis::cmd("SET")
+        .arg("tool_registry")
+        .arg(registry.to_string())
+        .arg("EX")
+        .arg(3600)
+        .query(&mut redis)
+        .unwrap();
+
     let (id, _) = app.submit(
         "json_query",
         json!({"filter": "range(1e12) | select(. % 100000 == 0)", "input": null}),
@@ -596,12 +621,13 @@ fn a_tool_that_runs_past_its_timeout_fails_with_timeout() {
     let status = app.wait_final(&id, Duration::from_secs(60));
     assert_eq!(status["status"], "failed", "{status}");
     assert_eq!(
-        status["error"], "timeout: json_query ran longer than 10 s",
+        status["error"], "timeout: json_query ran longer than 2 s",
         "{status}"
     );
     assert_eq!(status["attempts"], 1, "{status}");
+    assert_eq!(status["dispatch"], "worker", "{status}");
     assert!(
-        status["duration_ms"].as_i64().unwrap() >= 10_000,
+        status["duration_ms"].as_i64().unwrap() >= 2_000,
         "stopped at its deadline, not before: {status}"
     );
 }
