@@ -1,7 +1,7 @@
 //! Stats, health and the OpenAPI document, end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use data20_e2e::{example_params, repo_root, TestApp};
+use data20_e2e::{example_params, repo_root, Options, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -231,4 +231,53 @@ fn every_request_writes_one_structured_log_line() {
     assert_eq!(line["status"], 200);
     assert_eq!(line["cache"], "MISS");
     assert!(line["duration_us"].as_u64().is_some());
+}
+
+/// A database made by schema version 1 (no duration index, a rollback journal), as an
+/// older data20 left it, is upgraded in place by the first query that needs version 2:
+/// the stats query names the index, SQLite answers "no such index", the migrations run
+/// and the query is retried; the file turns to write-ahead logging on the way.
+#[test]
+fn a_version_1_database_is_upgraded_on_first_use() {
+    let seed = std::env::temp_dir().join(format!("data20-v1-{}.sql", std::process::id()));
+    let v1 = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/0001_init.sql"),
+    )
+    .unwrap();
+    let rows = "
+INSERT INTO jobs (id, tool, params, status, created_ms, started_ms, finished_ms, duration_ms, attempts)
+VALUES ('01a21921-0000-7000-8000-000000000001', 'text_stats', '{}', 'completed', 1000, 1000, 1100, 100, 1),
+       ('01a21921-0000-7000-8000-000000000002', 'text_stats', '{}', 'completed', 2000, 2000, 2300, 300, 1),
+       ('01a21921-0000-7000-8000-000000000003', 'json_query', '{}', 'failed', 3000, 3000, 3050, 50, 1);
+";
+    std::fs::write(&seed, format!("{v1}\n{rows}")).unwrap();
+    let app = TestApp::start_with(Options {
+        workers: 0,
+        http_args: vec!["--sqlite".into(), format!("@{}", seed.display())],
+        ..Options::default()
+    });
+    // SQLite header bytes 18 and 19: 1 for a rollback journal, 2 for WAL.
+    let journal = || std::fs::read(app.sqlite_path()).unwrap()[18..20].to_vec();
+    assert_eq!(
+        journal(),
+        [1, 1],
+        "the seeded database starts in rollback mode"
+    );
+
+    let s = app.get("/api/stats").json();
+    assert_eq!(s["jobs"]["total"], 3, "{s}");
+    assert_eq!(
+        s["jobs"]["by_status"],
+        json!({"queued": 0, "running": 0, "completed": 2, "failed": 1})
+    );
+    let d = &s["durations_ms"];
+    assert_eq!(
+        (d["count"].as_i64(), d["p50"].as_i64(), d["p95"].as_i64()),
+        (Some(2), Some(100), Some(300)),
+        "{d}"
+    );
+    // Only migrate() sets WAL: the stats query made the migrations run.
+    assert_eq!(journal(), [2, 2], "migrating turned the file to WAL");
+    assert_eq!(app.get("/api/jobs").json()["count"], 3);
+    let _ = std::fs::remove_file(seed);
 }

@@ -165,6 +165,8 @@ pub struct Options {
     /// Run `spin.cloud.toml` (HTTP components only, as on Fermyon Cloud) with a plain
     /// `spin up` instead of `scripts/up`.
     pub cloud_manifest: bool,
+    /// Extra arguments for the HTTP `spin up` (e.g. `--sqlite @file`).
+    pub http_args: Vec<String>,
 }
 
 impl Default for Options {
@@ -173,6 +175,7 @@ impl Default for Options {
             workers: 1,
             variables: Vec::new(),
             cloud_manifest: false,
+            http_args: Vec::new(),
         }
     }
 }
@@ -283,6 +286,7 @@ impl TestApp {
         } else {
             Command::new(repo_root().join("scripts/up"))
         };
+        cmd.args(&self.options.http_args);
         cmd.env("DATA20_LISTEN", format!("127.0.0.1:{port}"))
             .env("DATA20_STATE_DIR", self.dir.join("state"))
             .env("DATA20_WORKERS", self.options.workers.to_string())
