@@ -124,6 +124,39 @@ test('find build_graph, run its example, watch it complete live, preview the gra
   assert.deepEqual(consoleErrors, []);
 });
 
+/** Presses Tab until `matches(focused element)` holds; fails after `max` presses. */
+async function tabTo(page, what, matches, max = 60) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const hit = await page.evaluate(matches);
+    if (hit) return;
+  }
+  throw new Error(`${what} is not reachable with Tab within ${max} presses`);
+}
+
+test('a keyboard alone finds a tool, runs it and reads the result', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/`);
+  await page.locator('[data-tool]').first().waitFor();
+  // Each view moves focus to its content, so Tab goes on from there.
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'main');
+  await tabTo(page, 'the search box', () => document.activeElement.labels?.[0]?.textContent === 'Search');
+  await page.keyboard.type('statistics');
+  await tabTo(page, 'the Text statistics card', () => document.activeElement.textContent === 'Text statistics');
+  // The focused element shows it: the focus ring is drawn, not suppressed.
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, 'none', 'focus must be visible');
+  await page.keyboard.press('Enter');
+  await page.locator('#run-form').waitFor();
+
+  await tabTo(page, 'the Run button', () => document.activeElement.tagName === 'BUTTON' && document.activeElement.textContent === 'Run');
+  await page.keyboard.press('Enter');
+  await page.waitForURL(/#\/jobs\/[0-9a-f-]{36}$/);
+  await page.locator('[data-status="completed"]').waitFor({ timeout: 30000 });
+  await tabTo(page, 'the stats.json output link', () => document.activeElement.textContent === 'stats.json');
+  await page.screenshot({ path: join(artifacts, '10-keyboard-run.png'), fullPage: true });
+});
+
 test('a 422 shows each violation next to its field', async () => {
   const page = await browser.newPage();
   await page.goto(`${base}/#/tools/text_stats`);
