@@ -631,3 +631,36 @@ fn a_tool_that_runs_past_its_timeout_fails_with_timeout() {
         "stopped at its deadline, not before: {status}"
     );
 }
+
+/// `[range(1e9)]` asks for gigabytes. scripts/up caps each component instance's memory
+/// (Spin's `SPIN_MAX_INSTANCE_MEMORY`, 256 MiB by default): the worker's allocation
+/// fails and that run is lost (then recovered like any lost run), and no Spin process
+/// grows anywhere near what the filter asked for (2 GiB without the cap, measured).
+#[test]
+fn a_job_that_wants_too_much_memory_is_stopped_at_the_instance_cap() {
+    let app = TestApp::start();
+    let (id, accepted) = app.submit(
+        "json_query",
+        json!({"filter": "[range(1e9)] | length", "input": null}),
+    );
+    assert_eq!(accepted.json()["dispatch"], "worker");
+    let refused = wait_for(FINISH, || {
+        app.component_stderr("job-worker")
+            .contains("memory allocation of")
+    });
+    assert!(
+        refused,
+        "the worker's allocation should have failed at the cap:\n{}",
+        app.log()
+    );
+    let peak_mib = app.spin_peak_rss_kib() / 1024;
+    assert!(
+        (1..768).contains(&peak_mib),
+        "a Spin process peaked at {peak_mib} MiB"
+    );
+    // The lost run is recovered as usual: the job is still running until its lease ends.
+    assert_eq!(
+        app.get(&format!("/api/jobs/{id}")).json()["status"],
+        "running"
+    );
+}

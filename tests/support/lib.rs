@@ -372,6 +372,34 @@ impl TestApp {
         self.dir.join("state/sqlite_db.db")
     }
 
+    /// What a component wrote to stderr (Spin keeps it under the state dir).
+    pub fn component_stderr(&self, component: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("state/logs/{component}_stderr.txt")))
+            .unwrap_or_default()
+    }
+
+    /// The largest peak resident set (VmHWM, KiB) among this app's Spin processes.
+    pub fn spin_peak_rss_kib(&self) -> u64 {
+        let state = self.dir.join("state");
+        let state = state.to_string_lossy();
+        let mut peak = 0;
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if !cmdline.contains("spin") || !cmdline.contains(state.as_ref()) {
+                continue;
+            }
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            peak = peak.max(hwm);
+        }
+        peak
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("up.log")).unwrap_or_default()
     }
