@@ -89,10 +89,18 @@ impl Settings {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
 
-    fn number(&self, cell: &OnceCell<u64>, name: &str, min: u64, default: u64) -> u64 {
+    /// The setting in `cell`, parsed from variable `name` on first use; a value that
+    /// does not parse keeps `default` and logs the parser's warning.
+    fn cached<T: Copy>(
+        &self,
+        cell: &OnceCell<T>,
+        name: &str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
         *cell.get_or_init(|| {
             self.raw(name)
-                .map_or(Ok(default), |raw| parse_number(name, &raw, min, default))
+                .map_or(Ok(default), |raw| parse(&raw))
                 .unwrap_or_else(|warning| {
                     crate::log::warn(&warning);
                     default
@@ -100,15 +108,14 @@ impl Settings {
         })
     }
 
-    fn flag(&self, cell: &OnceCell<bool>, name: &str, default: bool) -> bool {
-        *cell.get_or_init(|| {
-            self.raw(name)
-                .map_or(Ok(default), |raw| parse_flag(name, &raw, default))
-                .unwrap_or_else(|warning| {
-                    crate::log::warn(&warning);
-                    default
-                })
+    fn number(&self, cell: &OnceCell<u64>, name: &str, min: u64, default: u64) -> u64 {
+        self.cached(cell, name, default, |raw| {
+            parse_number(name, raw, min, default)
         })
+    }
+
+    fn flag(&self, cell: &OnceCell<bool>, name: &str, default: bool) -> bool {
+        self.cached(cell, name, default, |raw| parse_flag(name, raw, default))
     }
 
     pub fn redis_url(&self) -> &str {

@@ -14,9 +14,8 @@ use spin_sdk::http::{Request, Response};
 
 pub use query::Query;
 
-/// Reads the settings from Spin variables. A component only sees the variables its
-/// manifest entry declares; missing ones take the defaults.
-/// The component's settings, each Spin variable read on first use.
+/// The component's settings from Spin variables, each read on first use. A component
+/// only sees the variables its manifest entry declares; missing ones take the defaults.
 pub fn settings() -> Settings {
     Settings::new(Box::new(|name| spin_sdk::variables::get(name).ok()))
 }
