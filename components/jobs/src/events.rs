@@ -108,31 +108,16 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
         }
         // Staleness moves in seconds: look once a second, not on every poll.
         if last_stale_check.elapsed() >= STALE_CHECK {
-            if let Some(stale) = stale_record(&db, &redis, &settings, &id) {
-                // A watched job nobody runs any more: end the stream, then run the job
-                // here. The client reconnects (`retry`) with Last-Event-ID and sees it end.
-                drop(sink);
-                crate::routes::recover_after_response(&stale);
-                data20_http::deferred::run_queued();
+            let stale = db.job(&id).ok().flatten().filter(Jobs::is_stale);
+            if let Some(stale) = stale {
+                // A watched job nobody runs any more: end the stream (returning drops
+                // the sink), and the job runs behind it. The client reconnects (`retry`)
+                // with Last-Event-ID and sees it end.
+                crate::routes::recover_after_response(db, &stale);
                 return;
             }
             last_stale_check = Instant::now();
         }
         std::thread::sleep(POLL);
     }
-}
-
-fn stale_record(
-    db: &Db,
-    redis: &Redis,
-    settings: &data20_domain::Settings,
-    id: &JobId,
-) -> Option<data20_sqlite::jobs::JobRecord> {
-    let jobs = Jobs {
-        db,
-        redis,
-        settings,
-        source: "api",
-    };
-    jobs.load(id).ok().filter(Jobs::is_stale)
 }

@@ -20,7 +20,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     }
     if matches!(request.method(), Method::Get) {
         if let Some(id) = events::route(request.path()) {
-            return events::stream(&ctx, &request, id, out).await;
+            events::stream(&ctx, &request, id, out).await;
+            // As after `io::send`: the stream is over, the work it left runs now.
+            return data20_http::deferred::run_queued();
         }
     }
     let router = data20_http::get_router(

@@ -50,7 +50,7 @@ pub fn status(req: Request, params: Params) -> Response {
             };
             let record = jobs.load(&id)?;
             if Jobs::is_stale(&record) {
-                recover_after_response(&record);
+                recover_after_response(db, &record);
             } else if cache == "MISS" {
                 jobs.cache_status(&record);
             }
@@ -63,12 +63,11 @@ pub fn status(req: Request, params: Params) -> Response {
 
 /// Runs a job nobody runs any more once the answer (its state as found) has gone out:
 /// a tool that traps or never ends must not become this read's 500 or hang.
-pub fn recover_after_response(record: &data20_sqlite::jobs::JobRecord) {
+pub fn recover_after_response(db: Db, record: &data20_sqlite::jobs::JobRecord) {
     let (id, tool) = (record.id, record.tool.clone());
     data20_http::deferred::after_response(move || {
-        let settings = data20_http::settings();
-        Jobs::detached(&settings, "api", |jobs| {
-            let done = data20_http::registry::fetch(&settings, jobs.redis)
+        Jobs::detached(db, data20_http::settings(), "api", |jobs| {
+            let done = data20_http::registry::fetch(jobs.settings, jobs.redis)
                 .and_then(|registry| jobs.run(&registry, &id, &tool));
             if let Err(e) = done {
                 data20_http::log_warn(&format!("recovering job {id} failed: {e}"));

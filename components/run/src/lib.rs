@@ -119,19 +119,17 @@ fn run(
     // The 202 goes out first: whatever the tool does (trap, loop) cannot cost the client
     // its answer, and the job is already in SQLite.
     let (id, tool) = (record.id, record.tool.clone());
-    let recover = dispatch == Dispatch::Worker && !redis.known_down();
     data20_http::deferred::after_response(move || {
-        Jobs::detached(&data20_http::settings(), "api", |jobs| match dispatch {
+        Jobs::detached(db, data20_http::settings(), "api", |jobs| match dispatch {
             Dispatch::Inline => {
                 if let Err(e) = jobs.run(&registry, &id, &tool) {
                     data20_http::log_warn(&format!("running job {id} inline failed: {e}"));
                 }
             }
-            // Cheap housekeeping while we are here: finish jobs whose runner vanished.
+            // A worker has it. Cheap housekeeping while we are here: finish a job whose
+            // runner vanished.
             Dispatch::Worker => {
-                if recover {
-                    jobs.recover(&registry, 1);
-                }
+                jobs.recover(&registry, 1);
             }
         })
     });

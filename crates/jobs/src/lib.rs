@@ -90,19 +90,22 @@ impl Jobs<'_> {
         Ok((record, Dispatch::Inline))
     }
 
-    /// Runs `work` on handles of its own, opened when it runs: for work a request does
+    /// Runs `work` with the request's database connection and Redis and settings handles
+    /// of its own (both connect or read only when used): for work a request leaves for
     /// after its response, when the handles it answered with are gone.
-    pub fn detached(settings: &Settings, source: &'static str, work: impl FnOnce(&Jobs<'_>)) {
+    pub fn detached(
+        db: Db,
+        settings: Settings,
+        source: &'static str,
+        work: impl FnOnce(&Jobs<'_>),
+    ) {
         let redis = Redis::new(settings.redis_url());
-        match Db::open() {
-            Ok(db) => work(&Jobs {
-                db: &db,
-                redis: &redis,
-                settings,
-                source,
-            }),
-            Err(e) => log_warn(&format!("cannot open the job database: {e}")),
-        }
+        work(&Jobs {
+            db: &db,
+            redis: &redis,
+            settings: &settings,
+            source,
+        })
     }
 
     /// Claims and runs a job if nobody else holds it; answers its state afterwards.
