@@ -119,23 +119,26 @@ fn job_lifecycle_events_status_cache_outputs_and_sse() {
     let sse = app.get(&format!("/api/jobs/{id}/events"));
     assert_eq!(sse.status, 200);
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
-    let names: Vec<String> = sse
-        .text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
-        .collect();
-    assert_eq!(names, ["job_created", "job_started", "job_completed"]);
+    assert_eq!(
+        sse.sse_events(),
+        ["job_created", "job_started", "job_completed"]
+    );
 
     // SSE opened right after submitting follows the job live until it ends.
     let (id2, _) = app.submit("build_graph", example_params("build_graph"));
     let live = app.get(&format!("/api/jobs/{id2}/events"));
     let text = live.text();
-    let names: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .collect();
-    assert_eq!(names.first(), Some(&"job_created"), "{text}");
-    assert_eq!(names.last(), Some(&"job_completed"), "{text}");
+    let names = live.sse_events();
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("job_created"),
+        "{text}"
+    );
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("job_completed"),
+        "{text}"
+    );
     for data in text.lines().filter_map(|l| l.strip_prefix("data: ")) {
         let e: Value = serde_json::from_str(data).unwrap();
         assert_eq!(e["job_id"], id2.as_str());
@@ -524,12 +527,11 @@ fn the_cloud_manifest_runs_jobs_inline_without_a_worker() {
     assert_eq!(accepted.json()["dispatch"], "inline");
     assert_eq!(accepted.json()["status"], "queued");
     assert_eq!(app.wait_final(&id, FINISH)["status"], "completed");
-    let sse = app.get(&format!("/api/jobs/{id}/events")).text();
-    let kinds: Vec<&str> = sse
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: "))
-        .collect();
-    assert_eq!(kinds, ["job_created", "job_started", "job_completed"]);
+    let sse = app.get(&format!("/api/jobs/{id}/events"));
+    assert_eq!(
+        sse.sse_events(),
+        ["job_created", "job_started", "job_completed"]
+    );
     assert_eq!(
         app.get(&format!("/api/jobs/{id}/outputs/graph.html"))
             .status,
@@ -560,12 +562,12 @@ fn a_job_that_crashes_its_runner_fails_after_two_lost_runs_and_no_request_sees_a
     // run again behind it; the client's reconnect would pick up from Last-Event-ID.
     let sse = app.get(&format!("/api/jobs/{id}/events"));
     assert_eq!(sse.status, 200);
-    let kinds: Vec<String> = sse
-        .text()
-        .lines()
-        .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
-        .collect();
-    assert_eq!(kinds, ["job_created", "job_started"], "{}", sse.text());
+    assert_eq!(
+        sse.sse_events(),
+        ["job_created", "job_started"],
+        "{}",
+        sse.text()
+    );
 
     // Every read on the way answers 200 (wait_final asserts it), however the runs end.
     let status = app.wait_final(&id, Duration::from_secs(90));

@@ -212,6 +212,14 @@ impl Reply {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// The `event:` names of a Server-Sent Events body, in order.
+    pub fn sse_events(&self) -> Vec<String> {
+        self.text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("event: ").map(str::to_string))
+            .collect()
+    }
+
     /// Asserts the SPEC's error shape with the given status and code.
     pub fn assert_error(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "body: {}", self.text());
