@@ -666,3 +666,29 @@ fn a_job_that_wants_too_much_memory_is_stopped_at_the_instance_cap() {
         "running"
     );
 }
+
+/// A Spin process whose instance loops (`def f: f; f`, where json_query cannot check its
+/// deadline) ignores SIGTERM. Stopping `scripts/up` must still stop every Spin process it
+/// started: it KILLs what is left after 3 s.
+#[test]
+fn stopping_scripts_up_stops_a_spin_process_stuck_in_a_loop() {
+    let mut app = TestApp::start_with(Options {
+        workers: 0,
+        ..Options::default()
+    });
+    let (id, accepted) = app.submit("json_query", json!({"filter": "def f: f; f", "input": 1}));
+    assert_eq!(accepted.json()["dispatch"], "inline");
+    // The HTTP trigger runs the loop after the 202, for good. (Watch the log, not the
+    // API: with an instance stuck in a loop, other requests to that Spin process can
+    // stall; see the README.)
+    let started = wait_for(FINISH, || {
+        app.log()
+            .lines()
+            .any(|l| l.contains(id.as_str()) && l.contains("\"job_started\""))
+    });
+    assert!(started, "the inline run never started:\n{}", app.log());
+    assert!(!app.spin_pids().is_empty());
+    app.terminate_up();
+    let gone = wait_for(Duration::from_secs(10), || app.spin_pids().is_empty());
+    assert!(gone, "Spin processes left running: {:?}", app.spin_pids());
+}

@@ -386,26 +386,53 @@ impl TestApp {
             .unwrap_or_default()
     }
 
-    /// The largest peak resident set (VmHWM, KiB) among this app's Spin processes.
-    pub fn spin_peak_rss_kib(&self) -> u64 {
+    /// The pids of this app's Spin processes (`spin up` and its `spin trigger` children),
+    /// found by the state directory on their command lines.
+    pub fn spin_pids(&self) -> Vec<u32> {
         let state = self.dir.join("state");
         let state = state.to_string_lossy();
-        let mut peak = 0;
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if !cmdline.contains("spin") || !cmdline.contains(state.as_ref()) {
-                continue;
-            }
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-            let hwm = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            peak = peak.max(hwm);
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                (cmdline.contains("spin") && cmdline.contains(state.as_ref())).then_some(pid)
+            })
+            .collect()
+    }
+
+    /// The largest peak resident set (VmHWM, KiB) among this app's Spin processes.
+    pub fn spin_peak_rss_kib(&self) -> u64 {
+        self.spin_pids()
+            .into_iter()
+            .filter_map(|pid| {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Sends SIGTERM to `scripts/up` alone, as Ctrl-C or a service manager would, and
+    /// waits for it to exit: stopping its Spin processes is its job.
+    pub fn terminate_up(&mut self) {
+        let mut up = self.up.take().expect("the app is running");
+        unsafe {
+            libc::kill(up.id() as i32, libc::SIGTERM);
         }
-        peak
+        let exited = wait_for(Duration::from_secs(10), || {
+            matches!(up.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            kill_group(&mut up);
+        }
+        assert!(exited, "scripts/up did not exit within 10 s of SIGTERM");
     }
 
     pub fn log(&self) -> String {
@@ -498,6 +525,12 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(mut c) = self.up.take() {
             kill_group(&mut c);
+        }
+        // Whatever outlived its process group (a test that stopped scripts/up itself).
+        for pid in self.spin_pids() {
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
         }
         self.redis.stop();
         if !std::thread::panicking() {
