@@ -3,8 +3,12 @@
 
 Starts a redis-server and several Spin apps on free loopback ports, drives them with
 wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
-latency and each route's ratio to the two floors (a hello-world component with no
-I/O, and one that makes exactly one Redis GET of a registry-sized value).
+latency and each route's ratio to five floors: a hello-world component with no I/O and
+one that makes exactly one outbound Redis GET of a registry-sized value, each built for
+wasm32-wasip1 and for wasm32-wasip2, and one GET of the same value through Spin's
+key-value store on the redis provider (the host's pooled connection). Then the
+end-to-end job throughput: wrk POSTs small text_stats jobs while a subscriber counts
+`job_completed` on `job_updates`.
 
 Each route is measured in several rounds, interleaved with the floors (these machines
 are noisy: a burst of noise then hits one round of every route, not every round of one
@@ -14,7 +18,7 @@ each request cost the Spin processes and Redis, read from /proc around each run.
 Usage: scripts/bench [--duration S] [--rounds N] [--connections N] [--out FILE]
 """
 import argparse, http.client, json, os, re, signal, socket, sqlite3, statistics
-import subprocess, sys, tempfile, time, uuid
+import subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 procs = []
@@ -222,11 +226,74 @@ def round_trip(port, redis_port, n):
     return {"p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "n": n}
 
 
+JOBS_LUA = r"""
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"tool":"text_stats","params":{"text":"The cat sat on the mat. The cat ran after the dog! Did the dog see it?"}}'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) accepted = 0; other = 0 end
+function response(status, headers, body)
+  if status == 202 then accepted = accepted + 1 else other = other + 1 end
+end
+function done(summary, latency, requests)
+  local a, o = 0, 0
+  for _, t in ipairs(threads) do a = a + t:get("accepted"); o = o + t:get("other") end
+  io.write(string.format("ACCEPTED %d %d %.6f\n", a, o, summary.duration / 1e6))
+end
+"""
+
+
+def jobs_throughput(port, redis_port, work, duration):
+    """End-to-end jobs/s: completed / (last job_completed - first request)."""
+    wait_drained(port)
+    script = os.path.join(work, "jobs.lua")
+    open(script, "w").write(JOBS_LUA)
+    sub = socket.create_connection(("127.0.0.1", redis_port))
+    sub.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$11\r\njob_updates\r\n")
+    confirm = b""
+    while not confirm.endswith(b":1\r\n"):
+        confirm += sub.recv(4096)
+    state = {"count": 0, "last": 0.0}
+
+    def count():
+        carry, pattern = b"", b'"job_completed"'
+        while True:
+            try:
+                chunk = sub.recv(1 << 16)
+            except OSError:
+                return
+            if not chunk:
+                return
+            data = carry + chunk
+            n = data.count(pattern)
+            if n:
+                state["count"] += n
+                state["last"] = time.time()
+            carry = data[-(len(pattern) - 1):]
+    threading.Thread(target=count, daemon=True).start()
+    t0 = time.time()
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{duration}s", "-s", script,
+                          f"http://127.0.0.1:{port}/api/run"], capture_output=True, text=True, check=True).stdout
+    t_end = time.time()
+    accepted, other, wrk_s = re.search(r"ACCEPTED (\d+) (\d+) ([\d.]+)", out).groups()
+    accepted, other, wrk_s = int(accepted), int(other), float(wrk_s)
+    deadline = t_end + 60
+    while time.time() < deadline and not (state["count"] >= accepted and time.time() - state["last"] >= 1):
+        time.sleep(0.05)
+    sub.close()
+    done = state["count"]
+    return {"jobs_s": done / (state["last"] - t0) if done else 0.0, "accept_s": accepted / wrk_s,
+            "lag_s": state["last"] - t_end if done else float("nan"), "non202": other,
+            "missing": max(0, accepted - done)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--jobs-duration", type=int, default=5)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     for tool in ("wrk", "redis-server", "spin"):
@@ -240,8 +307,11 @@ def main():
         r = Redis(redis_port)
 
         floors = free_port()
+        floors_config = os.path.join(work, "floors-runtime-config.toml")
+        open(floors_config, "w").write(
+            f'[key_value_store.default]\ntype = "redis"\nurl = "redis://127.0.0.1:{redis_port}"\n')
         floors_proc = spawn(["spin", "up", "-f", "bench/spin.toml", "--listen", f"127.0.0.1:{floors}",
-               "--state-dir", os.path.join(work, "floors")],
+               "--state-dir", os.path.join(work, "floors"), "--runtime-config-file", floors_config],
               {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
               open(os.path.join(work, "floors.log"), "w"))
         wait_http(floors, "/floor/hello")
@@ -270,9 +340,13 @@ def main():
             'wrk.body = \'{"tool":"build_graph","params":{"edges":[{"source":"a","target":"b"}]}}\'\n')
 
         d, n = args.duration, args.connections
+        floor_base = f"http://127.0.0.1:{floors}/floor"
         routes = [
-            ("floor: hello (no I/O)", f"http://127.0.0.1:{floors}/floor/hello", floors_proc.pid, None),
-            ("floor: one Redis GET", f"http://127.0.0.1:{floors}/floor/redis-get", floors_proc.pid, None),
+            ("floor: hello, wasip2", f"{floor_base}/hello", floors_proc.pid, None),
+            ("floor: hello, wasip1", f"{floor_base}/hello-wasip1", floors_proc.pid, None),
+            ("floor: one outbound GET, wasip2", f"{floor_base}/redis-get", floors_proc.pid, None),
+            ("floor: one outbound GET, wasip1", f"{floor_base}/redis-get-wasip1", floors_proc.pid, None),
+            ("floor: one key-value GET (pooled), wasip2", f"{floor_base}/kv-get", floors_proc.pid, None),
             ("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools", main_pg, None),
             ("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools", nocache_pg, None),
             ("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}", main_pg, None),
@@ -301,20 +375,36 @@ def main():
             runs[label].append(res)
             print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
         rows = [(label, median_of(runs[label])) for label, *_ in routes]
+        by_label = dict(rows)
+        throughput = [jobs_throughput(main_port, redis_port, work, args.jobs_duration)
+                      for _ in range(args.rounds)]
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
-        hello, get1 = rows[0][1]["rps"], rows[1][1]["rps"]
+        floor_labels = [label for label, _ in rows[:5]]
         lines = []
-        lines.append("| route | req/s | p50 ms | p99 ms | × hello floor | × one-GET floor "
-                     "| Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| route | req/s | p50 ms | p99 ms | × hello p2 | × hello p1 | × GET p2 "
+                     "| × GET p1 | × KV GET p2 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, res in rows:
+            ratios = " | ".join(f"{res['rps'] / by_label[f]['rps']:.2f}" for f in floor_labels)
             lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "
-                         f"{res['rps'] / hello:.2f} | {res['rps'] / get1:.2f} | "
-                         f"{res['spin_us']:.0f} | {res['redis_us']:.0f} | {res['errors']} |")
-        big, small = rows[7][1], rows[6][1]
+                         f"{ratios} | {res['spin_us']:.0f} | {res['redis_us']:.0f} | {res['errors']} |")
+        big = by_label["GET /api/jobs?limit=50 (100k jobs)"]
+        small = by_label["GET /api/jobs?limit=50 (100 jobs)"]
         lines.append("")
+        tools_hit, tools_miss = by_label["GET /api/tools (HIT)"], by_label["GET /api/tools (MISS)"]
+        job_hit, job_miss = by_label["GET /api/jobs/{id} (HIT)"], by_label["GET /api/jobs/{id} (MISS)"]
+        lines.append(f"HIT against MISS, req/s: /api/tools ×{tools_hit['rps'] / tools_miss['rps']:.2f}, "
+                     f"/api/jobs/{{id}} ×{job_hit['rps'] / job_miss['rps']:.2f}.")
+        med = lambda k: statistics.median(t[k] for t in throughput)
+        rounds_jobs = ", ".join(f"{t['jobs_s']:.0f}" for t in throughput)
+        lines.append(f"End-to-end jobs (wrk -t2 -c8 -d{args.jobs_duration}s POSTing a small text_stats job, "
+                     f"completions counted on job_updates; median of {len(throughput)}): "
+                     f"{med('jobs_s'):.0f} jobs/s completed, {med('accept_s'):.0f}/s accepted, "
+                     f"drain lag {med('lag_s'):.2f} s, non-202 {sum(t['non202'] for t in throughput)}, "
+                     f"missing {sum(t['missing'] for t in throughput)} "
+                     f"(rounds: {rounds_jobs}).")
         lines.append(f"Job round trip (POST /api/run → job_completed seen by a Redis subscriber, small build_graph, "
                      f"{rt['n']} sequential jobs): p50 {rt['p50']:.1f} ms, p95 {rt['p95']:.1f} ms, p99 {rt['p99']:.1f} ms.")
         lines.append(f"List latency at 100k jobs vs 100 jobs: p50 ×{big['p50'] / small['p50']:.2f}, "

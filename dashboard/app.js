@@ -293,16 +293,65 @@
     let source = null;
     let shownOutputs = '';
 
+    function progressBar(job) {
+      if (job.status !== 'running' && job.status !== 'queued') return '';
+      const p = job.progress;
+      const pct = p ? Math.round(p.fraction * 100) : null;
+      // Indeterminate (no value) until the tool reports how far it is.
+      const bar = h('progress', { id: 'job-progress', max: '100', 'aria-label': 'Progress' });
+      if (pct !== null) bar.value = pct;
+      return h('p', { class: 'progress' }, bar,
+        h('span', { class: 'muted', id: 'job-progress-text' }, pct === null ? ` ${job.status}…` : ` ${pct}% — ${p.message}`));
+    }
+
+    function actions(job) {
+      const live = job.status === 'queued' || job.status === 'running';
+      const buttons = [];
+      if (live) {
+        const cancel = h('button', { type: 'button', id: 'job-cancel', class: 'secondary' },
+          job.cancel_requested ? 'Cancelling…' : 'Cancel');
+        cancel.disabled = !!job.cancel_requested;
+        cancel.addEventListener('click', async () => {
+          cancel.disabled = true;
+          try { renderJob(await post(`/api/jobs/${encodeURIComponent(id)}/cancel`, {})); }
+          catch (e) { cancel.disabled = false; state.append(errorBox(e)); }
+        });
+        buttons.push(cancel);
+      }
+      if ((job.status === 'failed' || job.status === 'cancelled') && !job.retried_by) {
+        const retry = h('button', { type: 'button', id: 'job-retry' }, 'Retry');
+        retry.addEventListener('click', async () => {
+          retry.disabled = true;
+          try {
+            const created = await post(`/api/jobs/${encodeURIComponent(id)}/retry`, {});
+            location.hash = `#/jobs/${encodeURIComponent(created.job_id)}`;
+          } catch (e) { retry.disabled = false; state.append(errorBox(e)); }
+        });
+        buttons.push(retry);
+      }
+      return buttons.length ? h('p', { class: 'actions' }, ...buttons) : '';
+    }
+
+    function links(job) {
+      const items = [];
+      if (job.retry_of) items.push(h('dt', {}, 'Retry of'), h('dd', {}, h('a', { href: `#/jobs/${encodeURIComponent(job.retry_of)}` }, job.retry_of)));
+      if (job.retried_by) items.push(h('dt', {}, 'Retried by'), h('dd', {}, h('a', { href: `#/jobs/${encodeURIComponent(job.retried_by)}`, id: 'job-retried-by' }, job.retried_by)));
+      return items;
+    }
+
     function renderJob(job) {
       state.replaceChildren(
         h('p', {}, 'Status: ', statusBadge(job.status), job.status === 'queued' || job.status === 'running' ? h('span', { class: 'muted' }, ' (updating live)') : ''),
+        progressBar(job),
+        actions(job),
         h('dl', { class: 'meta' },
           h('dt', {}, 'Tool'), h('dd', {}, h('a', { href: `#/tools/${encodeURIComponent(job.tool)}` }, job.tool)),
           h('dt', {}, 'Created'), h('dd', {}, fmtTime(job.created_at)),
           h('dt', {}, 'Started'), h('dd', {}, fmtTime(job.started_at)),
           h('dt', {}, 'Finished'), h('dd', {}, fmtTime(job.finished_at)),
           h('dt', {}, 'Duration'), h('dd', {}, job.duration_ms === undefined ? '—' : `${job.duration_ms} ms`),
-          h('dt', {}, 'Run by'), h('dd', {}, `${job.dispatch}, attempt ${job.attempts}`)),
+          h('dt', {}, 'Run by'), h('dd', {}, `${job.dispatch}, attempt ${job.attempts}`),
+          ...links(job)),
         job.error ? h('p', { class: 'form-error', role: 'alert', id: 'job-error' }, `Error: ${job.error}`) : '');
       const key = (job.output_files || []).map((o) => o.name).join(',');
       if (key === shownOutputs) return;
@@ -332,10 +381,10 @@
     if (job && (job.status === 'queued' || job.status === 'running')) {
       source = new EventSource(`/api/jobs/${encodeURIComponent(id)}/events`);
       source.onmessage = refresh;
-      for (const kind of ['job_created', 'job_started', 'job_completed', 'job_failed']) {
+      for (const kind of ['job_created', 'job_started', 'job_progress', 'job_completed', 'job_failed', 'job_cancelled']) {
         source.addEventListener(kind, async () => {
           const j = await refresh();
-          if (j && (j.status === 'completed' || j.status === 'failed')) source.close();
+          if (j && ['completed', 'failed', 'cancelled'].includes(j.status)) source.close();
         });
       }
       source.onerror = () => { refresh(); };
@@ -347,7 +396,7 @@
 
   async function jobsPage(query) {
     const status = h('select', { id: 'filter-status' }, h('option', { value: '' }, 'any'),
-      ['queued', 'running', 'completed', 'failed'].map((s) => h('option', { value: s }, s)));
+      ['queued', 'running', 'completed', 'failed', 'cancelled'].map((s) => h('option', { value: s }, s)));
     const tool = h('input', { type: 'text', id: 'filter-tool', placeholder: 'e.g. build_graph' });
     const auto = h('input', { type: 'checkbox', id: 'auto-refresh', checked: true });
     const body = h('tbody');
@@ -409,7 +458,7 @@
     svg.setAttribute('class', 'chart');
     svg.setAttribute('role', 'img');
     svg.setAttribute('aria-label', `${title}: ${entries.map(([k, v]) => `${k} ${v}`).join(', ')}`);
-    const colors = { completed: '#1f7a3a', failed: '#b3261e', running: '#c48a00', queued: '#5b6475' };
+    const colors = { completed: '#1f7a3a', failed: '#b3261e', running: '#c48a00', queued: '#5b6475', cancelled: '#8a4fbf' };
     entries.forEach(([k, v], i) => {
       const y = i * rowH + 4;
       const label = document.createElementNS(ns, 'text');

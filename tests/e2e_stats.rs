@@ -39,7 +39,7 @@ fn stats_match_the_jobs_run_and_survive_a_redis_outage() {
     assert_eq!(s["jobs"]["total"], 6, "{s}");
     assert_eq!(
         s["jobs"]["by_status"],
-        json!({"queued": 0, "running": 0, "completed": 4, "failed": 2})
+        json!({"queued": 0, "running": 0, "completed": 4, "failed": 2, "cancelled": 0})
     );
     assert_eq!(
         s["jobs"]["by_tool"]["build_graph"],
@@ -95,7 +95,7 @@ fn stats_match_the_jobs_run_and_survive_a_redis_outage() {
     );
     assert_eq!(counters(&app, "job_status").0, jh0 + 1);
 
-    app.redis.stop();
+    app.stop_redis();
     let down = app.get("/api/stats");
     assert_eq!(down.status, 200);
     let s = down.json();
@@ -187,6 +187,30 @@ fn the_openapi_document_covers_every_route_and_every_get_answers_as_documented()
             missing.assert_error(404, "not_found");
         }
     }
+    // The job control routes answer what they document, and every field of a job
+    // document (a retried one has the most) is a documented property.
+    let (failing, _) = app.submit("build_graph", json!({"edges_csv": "no,header\n"}));
+    app.wait_final(&failing, FINISH);
+    for (action, code) in [("retry", 202), ("cancel", 409), ("retry", 409)] {
+        let r = app.post_json(&format!("/api/jobs/{failing}/{action}"), &json!({}));
+        assert_eq!(r.status, code, "{action}: {}", r.text());
+        let documented = &paths[&format!("/api/jobs/{{id}}/{action}")]["post"]["responses"];
+        assert!(
+            documented.get(code.to_string()).is_some(),
+            "{action} {code}"
+        );
+    }
+    let job_doc = app.get(&format!("/api/jobs/{failing}")).json();
+    let documented_fields = doc["components"]["schemas"]["Job"]["properties"]
+        .as_object()
+        .unwrap();
+    for field in job_doc.as_object().unwrap().keys() {
+        assert!(
+            documented_fields.contains_key(field),
+            "Job.{field} is not documented"
+        );
+    }
+    assert!(job_doc.get("retried_by").is_some(), "{job_doc}");
     let post_run = &paths["/api/run"]["post"]["responses"];
     for code in ["202", "400", "401", "404", "413", "415", "422", "429"] {
         assert!(
@@ -268,7 +292,7 @@ VALUES ('01a21921-0000-7000-8000-000000000001', 'text_stats', '{}', 'completed',
     assert_eq!(s["jobs"]["total"], 3, "{s}");
     assert_eq!(
         s["jobs"]["by_status"],
-        json!({"queued": 0, "running": 0, "completed": 2, "failed": 1})
+        json!({"queued": 0, "running": 0, "completed": 2, "failed": 1, "cancelled": 0})
     );
     let d = &s["durations_ms"];
     assert_eq!(

@@ -123,14 +123,16 @@ fn registry_is_cached_in_redis_with_etags_filters_and_404s() {
     );
 }
 
-#[test]
-fn redis_outage_degrades_to_bypass_and_recovers_without_restart() {
-    let mut app = TestApp::start();
+fn redis_outage_degrades_to_bypass_and_recovers_without_restart(reads: &str) {
+    let mut app = TestApp::start_with(data20_e2e::Options {
+        variables: vec![("redis_reads".into(), reads.into())],
+        ..Default::default()
+    });
     assert_eq!(app.get("/api/tools").header("x-cache"), Some("MISS"));
     assert_eq!(app.get("/api/tools").header("x-cache"), Some("HIT"));
 
     // Redis goes away mid-run: the HTTP app keeps answering from the files.
-    app.redis.stop();
+    app.stop_redis();
     for _ in 0..5 {
         let r = app.get("/api/tools");
         assert_no_5xx(r.status, "/api/tools with redis down");
@@ -149,11 +151,67 @@ fn redis_outage_degrades_to_bypass_and_recovers_without_restart() {
     );
 
     // Redis comes back on the same port (empty): caching resumes, same app process.
-    app.redis.restart();
+    app.restart_redis();
     let r = app.get("/api/tools");
     assert_eq!(r.header("x-cache"), Some("MISS"));
     assert_eq!(app.get("/api/tools").header("x-cache"), Some("HIT"));
     assert_eq!(app.get("/api/health").json()["status"], "ok");
+}
+
+#[test]
+fn redis_outage_on_the_pooled_path_degrades_and_recovers_without_restart() {
+    redis_outage_degrades_to_bypass_and_recovers_without_restart("pooled");
+}
+
+#[test]
+fn redis_outage_on_the_outbound_path_degrades_and_recovers_without_restart() {
+    redis_outage_degrades_to_bypass_and_recovers_without_restart("outbound");
+}
+
+/// Connections Redis has accepted since it started.
+fn connections_received(redis: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("stats").query(redis).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn cached_reads_on_the_pooled_path_open_no_connection() {
+    let reads = |path: &str| -> (u64, u64) {
+        let app = TestApp::start_with(data20_e2e::Options {
+            workers: 0,
+            variables: vec![("redis_reads".into(), path.into())],
+            ..Default::default()
+        });
+        let (id, _) = app.submit("text_stats", serde_json::json!({"text": "one two"}));
+        app.wait_final(&id, Duration::from_secs(30));
+        assert_eq!(app.get("/api/tools").status, 200);
+        let mut redis = app.redis_conn();
+        let before = connections_received(&mut redis);
+        for _ in 0..20 {
+            let tools = app.get("/api/tools");
+            assert_eq!(tools.header("x-cache"), Some("HIT"));
+            let status = app.get(&format!("/api/jobs/{id}"));
+            assert_eq!(status.header("x-cache"), Some("HIT"));
+        }
+        // Our own INFO connection counts once.
+        (connections_received(&mut redis) - before, 40)
+    };
+    // Pooled: the limiter, the cache read and the hit counter ride on the connection
+    // Spin keeps; only a window's first request opens one (for its counter's EXPIRE).
+    let (opened, requests) = reads("pooled");
+    assert!(
+        opened <= 2,
+        "pooled: {opened} connections for {requests} reads"
+    );
+    // Outbound: one connection per request.
+    let (opened, requests) = reads("outbound");
+    assert!(
+        opened >= requests,
+        "outbound: {opened} connections for {requests} reads"
+    );
 }
 
 #[test]

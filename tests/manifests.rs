@@ -32,6 +32,7 @@ fn cloud_manifest_matches_the_local_one_without_the_worker() {
             "files",
             "allowed_outbound_hosts",
             "sqlite_databases",
+            "key_value_stores",
             "variables",
         ] {
             assert_eq!(
@@ -64,6 +65,17 @@ fn every_component_reads_redis_url_from_the_variable() {
         assert_eq!(
             c["variables"]["redis_url"].as_str(),
             Some("{{ redis_url }}"),
+            "{name}"
+        );
+        // The pooled read path: the variable that selects it and the store it opens.
+        assert_eq!(
+            c["variables"]["redis_reads"].as_str(),
+            Some("{{ redis_reads }}"),
+            "{name}"
+        );
+        assert_eq!(
+            c["key_value_stores"],
+            Value::Array(vec!["default".into()]),
             "{name}"
         );
     }

@@ -222,3 +222,73 @@ test('rate limiting and a Redis outage are explained in words', async () => {
   assert.match(await page.locator('#redis-state').textContent(), /unavailable/);
   await page.screenshot({ path: join(artifacts, '9-redis-down.png'), fullPage: true });
 });
+
+test('a long job shows a progress bar, Cancel stops it, Retry starts it again', async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  // A graph big enough for build_graph to run for seconds and report layout progress.
+  const edges = Array.from({ length: 20000 }, (_, i) => ({ source: `n${i % 5000}`, target: `n${(i * 7919 + 13) % 5000}` }));
+  const r = await fetch(`${base}/api/run`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tool: 'build_graph', params: { edges, title: 'big' } }),
+  });
+  assert.equal(r.status, 202);
+  const { job_id: id } = await r.json();
+  await page.goto(`${base}/#/jobs/${id}`);
+  // The bar fills in as job_progress events arrive over SSE.
+  await waitFor('a progress value', async () =>
+    (await page.locator('#job-progress').getAttribute('value')) !== null, 60000);
+  const pct = Number(await page.locator('#job-progress').getAttribute('value'));
+  assert.ok(pct >= 0 && pct <= 100, String(pct));
+  assert.match(await page.locator('#job-progress-text').textContent(), /%.*layout/);
+  await page.screenshot({ path: join(artifacts, '11-progress.png'), fullPage: true });
+
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('.status[data-status="cancelled"]').waitFor({ timeout: 60000 });
+  assert.equal(await page.locator('#job-progress').count(), 0, 'no bar on a finished job');
+  assert.equal(await page.getByRole('button', { name: 'Cancel' }).count(), 0);
+  await page.screenshot({ path: join(artifacts, '12-cancelled.png'), fullPage: true });
+
+  await page.getByRole('button', { name: 'Retry' }).click();
+  await page.waitForURL((u) => /#\/jobs\/[0-9a-f-]{36}$/.test(u.hash) && !u.hash.endsWith(id));
+  const retried = await (await fetch(`${base}/api/jobs/${id}`)).json();
+  assert.ok(retried.retried_by, JSON.stringify(retried));
+  assert.ok(page.url().endsWith(retried.retried_by));
+  await page.getByRole('link', { name: id }).waitFor();
+  // Stop the retry too, so it does not hold the worker for the tests after this one.
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await page.locator('.status[data-status="cancelled"]').waitFor({ timeout: 60000 });
+});
+
+test('cancelled shows in the filters and charts; no focus box around the page', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/#/jobs`);
+  await page.locator('#filter-status').waitFor();
+  const options = await page.locator('#filter-status option').evaluateAll((os) => os.map((o) => o.value));
+  assert.ok(options.includes('cancelled'), options.join());
+  // main takes focus after navigation for screen readers, but draws no outline.
+  const outline = await page.evaluate(() => {
+    const main = document.getElementById('main');
+    return document.activeElement === main ? getComputedStyle(main).outlineStyle : 'not focused';
+  });
+  assert.equal(outline, 'none');
+  await page.goto(`${base}/#/stats`);
+  await page.locator('svg.chart').first().waitFor();
+  const label = await page.locator('svg.chart').first().getAttribute('aria-label');
+  assert.match(label, /cancelled \d+/);
+});
+
+test('graph labels are readable at the default zoom', async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const r = await fetch(`${base}/api/run`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tool: 'build_graph', params: { edges: [{ source: 'ada', target: 'alan' }, { source: 'alan', target: 'grace' }] } }),
+  });
+  const { job_id: id } = await r.json();
+  await waitFor('the job', async () => (await (await fetch(`${base}/api/jobs/${id}`)).json()).status === 'completed');
+  await page.goto(`${base}/#/jobs/${id}`);
+  const frame = page.frameLocator('iframe.preview');
+  await frame.locator('text').first().waitFor();
+  const height = await frame.locator('text').first().evaluate((t) => t.getBoundingClientRect().height);
+  assert.ok(height >= 11, `a node label is ${height}px high in the preview`);
+  await page.screenshot({ path: join(artifacts, '13-graph-labels.png'), fullPage: true });
+});

@@ -251,7 +251,7 @@ impl TestApp {
         );
         let root = repo_root();
         for wasm in ["tools", "run", "jobs", "stats", "dashboard", "job_worker"] {
-            let p = root.join(format!("target/wasm32-wasip1/release/{wasm}.wasm"));
+            let p = root.join(format!("target/wasm32-wasip2/release/{wasm}.wasm"));
             assert!(
                 p.exists(),
                 "{} is missing: run `spin build` first (the test command does)",
@@ -506,7 +506,10 @@ impl TestApp {
             let r = self.get(&format!("/api/jobs/{job_id}"));
             assert_eq!(r.status, 200, "{}", r.text());
             last = r.json();
-            matches!(last["status"].as_str(), Some("completed" | "failed"))
+            matches!(
+                last["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
         });
         assert!(
             done,
@@ -518,6 +521,65 @@ impl TestApp {
 
     pub fn redis_conn(&self) -> redis::Connection {
         self.redis.conn()
+    }
+
+    /// Stops Redis and waits until the API reports it (`/api/health` degraded). On the
+    /// pooled read path `scripts/up` first moves the HTTP app to outbound reads (Spin's
+    /// pooled connection does not fail fast), so a request sent in between may be cut.
+    pub fn stop_redis(&mut self) {
+        self.redis.stop();
+        self.wait_health("degraded");
+    }
+
+    /// Starts Redis again (same port, empty) and waits until the API says `ok`. On the
+    /// pooled read path, first until `scripts/up` has moved the HTTP app back to it (a
+    /// new HTTP process): until then an `ok` may come from the outbound process about
+    /// to be replaced.
+    pub fn restart_redis(&mut self) {
+        let http_pid = || std::fs::read_to_string(self.dir.join("state/http.pid")).ok();
+        let before = http_pid();
+        self.redis.restart();
+        let pooled = !self.options.cloud_manifest
+            && !self
+                .options
+                .variables
+                .iter()
+                .any(|(k, v)| k == "redis_reads" && v == "outbound");
+        if pooled {
+            wait_until(
+                Duration::from_secs(30),
+                "scripts/up to restart the HTTP app on the pooled path",
+                || http_pid() != before,
+            );
+        }
+        self.wait_health("ok");
+    }
+
+    fn wait_health(&self, want: &str) {
+        self.wait_answer("/api/health", &format!("to say {want}"), |_, body| {
+            body["status"] == want
+        });
+    }
+
+    /// Polls GET `path` (2 s per try, network errors tolerated: the app may be
+    /// switching read paths) until `ok(status, body)`, for up to 30 s.
+    pub fn wait_answer(&self, path: &str, what: &str, ok: impl Fn(u16, &Value) -> bool) {
+        let quick = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(2))
+            .build();
+        let url = format!("{}{path}", self.base);
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{path} {what}"),
+            || match quick.get(&url).call() {
+                Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                    let status = r.status();
+                    let body = r.into_json::<Value>().unwrap_or(Value::Null);
+                    ok(status, &body)
+                }
+                Err(_) => false,
+            },
+        );
     }
 }
 
@@ -605,7 +667,10 @@ impl Subscriber {
         while Instant::now() < deadline {
             if let Ok(v) = self.rx.recv_timeout(Duration::from_millis(100)) {
                 if v["job_id"] == job_id {
-                    let done = matches!(v["event"].as_str(), Some("job_completed" | "job_failed"));
+                    let done = matches!(
+                        v["event"].as_str(),
+                        Some("job_completed" | "job_failed" | "job_cancelled")
+                    );
                     out.push(v);
                     if done {
                         break;

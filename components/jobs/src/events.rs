@@ -5,7 +5,6 @@
 use data20_domain::{ApiError, JobId};
 use data20_http::{error, io, Ctx};
 use data20_jobs::{db_error, Jobs};
-use data20_redis::Redis;
 use data20_sqlite::Db;
 use spin_sdk::http::{Request, Response, ResponseOutparam};
 use std::time::{Duration, Instant};
@@ -25,7 +24,7 @@ pub fn route(path: &str) -> Option<&str> {
 
 pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutparam) {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     let (rate, admitted) = data20_http::gate::admit(req, &settings, &redis, None);
     let opened = admitted.and_then(|_| {
         let id = JobId::parse(raw_id)?;
@@ -88,7 +87,10 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
                 .ok()
                 .and_then(|v| v["event"].as_str().map(str::to_string))
                 .unwrap_or_else(|| "message".into());
-            ended |= kind == "job_completed" || kind == "job_failed";
+            ended |= matches!(
+                kind.as_str(),
+                "job_completed" | "job_failed" | "job_cancelled"
+            );
             if !sink
                 .write(format!("id: {seq}\nevent: {kind}\ndata: {payload}\n\n").into_bytes())
                 .await

@@ -3,6 +3,7 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+mod control;
 mod events;
 mod routes;
 
@@ -12,8 +13,14 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    // These routes take no body: anything sent is refused, not buffered.
-    let (request, body_ok) = io::read_capped(req, 0).await;
+    // These routes take no body: anything sent is refused, not buffered (a POST may
+    // carry a small one, such as `{}`, which is ignored).
+    let cap = if matches!(req.method(), Method::Post) {
+        1024
+    } else {
+        0
+    };
+    let (request, body_ok) = io::read_capped(req, cap).await;
     let ctx = Ctx::new("jobs", &request);
     if let Err(e) = body_ok {
         return io::send(out, ctx.finish(data20_http::error(&e))).await;
@@ -25,6 +32,12 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             return data20_http::deferred::run_queued();
         }
     }
+    if matches!(request.method(), Method::Post) {
+        if let Some((action, id)) = control::route(request.path()) {
+            let resp = control::handle(&request, action, id);
+            return io::send(out, ctx.finish(resp)).await;
+        }
+    }
     let router = data20_http::get_router(
         &[
             ("/api/jobs", routes::list),
@@ -32,7 +45,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             ("/api/jobs/:id/outputs/:name", routes::output),
         ],
         // Served above, outside the router: only other methods land here.
-        &["/api/jobs/:id/events"],
+        &[
+            "/api/jobs/:id/events",
+            "/api/jobs/:id/cancel",
+            "/api/jobs/:id/retry",
+        ],
     );
     let resp: Response = router.handle(request);
     io::send(out, ctx.finish(resp)).await;

@@ -6,7 +6,7 @@ use data20_http::gate::{gated, Cached};
 use data20_http::{error, Query};
 use data20_jobs::{db_error, Jobs};
 use data20_redis::gate::CacheRead;
-use data20_redis::{keys, Redis};
+use data20_redis::keys;
 use data20_sqlite::Db;
 use serde_json::json;
 use spin_sdk::http::{Params, Request, Response};
@@ -20,7 +20,7 @@ fn or_error(r: Result<Response, ApiError>) -> Response {
 /// running any more is recovered here, on the read that notices it.
 pub fn status(req: Request, params: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     let id = match JobId::parse(params.get("id").unwrap_or_default()) {
         Ok(id) => id,
         Err(e) => return gated(&req, &settings, &redis, None, |_| error(&e)),
@@ -79,7 +79,7 @@ pub fn recover_after_response(db: Db, record: &data20_sqlite::jobs::JobRecord) {
 /// GET /api/jobs?status=&tool=&limit=&cursor=
 pub fn list(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     gated(&req, &settings, &redis, None, |_| list_jobs(&req))
 }
 
@@ -113,7 +113,7 @@ fn list_jobs(req: &Request) -> Response {
 /// GET /api/jobs/{id}/outputs/{name}: only names the job actually wrote.
 pub fn output(req: Request, params: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     gated(&req, &settings, &redis, None, |_| output_file(&params))
 }
 

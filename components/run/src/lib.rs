@@ -3,10 +3,11 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+use data20_domain::idempotency::{self, IdempotencyKey};
 use data20_domain::{ApiError, Settings};
 use data20_http::gate::Cached;
 use data20_http::{error, header, io, Ctx};
-use data20_jobs::{Dispatch, Jobs};
+use data20_jobs::{Dispatch, Jobs, Submitted};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
@@ -14,6 +15,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use spin_sdk::http::{IncomingRequest, Method, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
+
+/// Old jobs purged per inline run (where no worker does it).
+const PURGE_BATCH: u32 = 100;
 
 /// Largest accepted request body (SPEC §2).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -36,7 +40,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             r
         } else {
             let settings = data20_http::settings();
-            let redis = Redis::new(settings.redis_url());
+            let redis = data20_http::redis(&settings);
             // The registry rides on the gate's round trip (not tallied: the hit/miss
             // counters are the tools route's).
             let registry = CacheRead {
@@ -108,6 +112,17 @@ fn run(
         Err(Err(msg)) => return Err(ApiError::Internal(msg)),
     }
 
+    let key = header(req, "idempotency-key")?
+        .map(IdempotencyKey::parse)
+        .transpose()?;
+    let scope = match &key {
+        Some(_) => idempotency::scope(
+            settings.api_token().and(bearer(req)?),
+            &data20_http::gate::identity(req, settings)?,
+        ),
+        None => String::new(),
+    };
+    let fingerprint = idempotency::fingerprint(&body.tool, &body.params);
     let db = Db::open().map_err(data20_jobs::db_error)?;
     let jobs = Jobs {
         db: &db,
@@ -115,24 +130,34 @@ fn run(
         settings,
         source: "api",
     };
-    let (record, dispatch) = jobs.submit(spec, &body.params)?;
+    let stored_key = key.as_ref().map(|k| data20_sqlite::jobs::IdempotencyKey {
+        scope: &scope,
+        key: k.as_str(),
+        body_hash: &fingerprint,
+        valid_since_ms: data20_domain::time::now_ms() - data20_jobs::IDEMPOTENCY_WINDOW_MS,
+    });
+    let Submitted {
+        record,
+        dispatch,
+        replayed,
+    } = jobs.submit(spec, &body.params, stored_key)?;
     // The 202 goes out first: whatever the tool does (trap, loop) cannot cost the client
-    // its answer, and the job is already in SQLite.
-    let (id, tool) = (record.id, record.tool.clone());
-    data20_http::deferred::after_response(move || {
-        Jobs::detached(db, data20_http::settings(), "api", |jobs| match dispatch {
-            Dispatch::Inline => {
+    // its answer, and the job is already in SQLite. With a worker subscribed the worker
+    // runs it (and recovers lost runs as it drains): the POST does nothing more.
+    if dispatch == Dispatch::Inline && !replayed {
+        let (id, tool) = (record.id, record.tool.clone());
+        data20_http::deferred::after_response(move || {
+            Jobs::detached(db, data20_http::settings(), "api", |jobs| {
                 if let Err(e) = jobs.run(&registry, &id, &tool) {
                     data20_http::log_warn(&format!("running job {id} inline failed: {e}"));
                 }
-            }
-            // A worker has it. Cheap housekeeping while we are here: finish a job whose
-            // runner vanished.
-            Dispatch::Worker => {
+                // Nobody else recovers lost runs or purges old jobs when there is no
+                // worker.
                 jobs.recover(&registry, 1);
-            }
-        })
-    });
+                jobs.purge_expired(PURGE_BATCH);
+            })
+        });
+    }
     let view = record.view();
     let mut resp = data20_http::json(
         202,
@@ -144,7 +169,21 @@ fn run(
         }),
     );
     resp.set_header("location", view.links.self_.clone());
+    if replayed {
+        // The IETF draft leaves the marker to the server; Stripe's name for it.
+        resp.set_header("idempotent-replayed", "true");
+    }
     Ok(resp)
+}
+
+/// The bearer token a client presented (already checked against `api_token`).
+fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
+    Ok(header(req, "authorization")?
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim))
 }
 
 /// Malformed JSON and wrong shapes are 400s with serde's explanation.

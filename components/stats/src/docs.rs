@@ -3,12 +3,11 @@
 
 use data20_domain::ApiError;
 use data20_http::gate::gated;
-use data20_redis::Redis;
 use spin_sdk::http::{Params, Request, Response};
 
 fn file(req: &Request, path: &str, content_type: &str) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     gated(req, &settings, &redis, None, |_| {
         match std::fs::read(path) {
             Ok(bytes) => {

@@ -15,7 +15,7 @@ struct Health {
 
 pub fn handle(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     data20_http::gate::gated(&req, &settings, &redis, None, |_| health(&redis))
 }
 

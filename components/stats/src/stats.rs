@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 pub fn handle(req: Request, _: Params) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     gated(&req, &settings, &redis, None, |_| match stats(&redis) {
         Ok(v) => {
             let mut resp = data20_http::json(200, &v);
@@ -27,15 +27,31 @@ pub fn handle(req: Request, _: Params) -> Response {
 fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
     let db = Db::open().map_err(db_error)?;
     let jobs = db.job_stats().map_err(db_error)?;
-    let counters: HashMap<String, i64> = redis
-        .hgetall(keys::STATS)
+    let names = [
+        keys::RATE_LIMITED,
+        "tool_registry:hit",
+        "tool_registry:miss",
+        "job_status:hit",
+        "job_status:miss",
+    ];
+    let counter_keys: Vec<String> = names.iter().map(|n| keys::counter(n)).collect();
+    let key_refs: Vec<&str> = counter_keys.iter().map(String::as_str).collect();
+    let counters: HashMap<&str, i64> = redis
+        .mget(&key_refs)
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .zip(names)
+        .filter_map(|(v, name)| Some((name, v?.parse().ok()?)))
         .collect();
     let cache = |name: &str| {
-        let hits = counters.get(&format!("{name}:hit")).copied().unwrap_or(0);
-        let misses = counters.get(&format!("{name}:miss")).copied().unwrap_or(0);
+        let hits = counters
+            .get(format!("{name}:hit").as_str())
+            .copied()
+            .unwrap_or(0);
+        let misses = counters
+            .get(format!("{name}:miss").as_str())
+            .copied()
+            .unwrap_or(0);
         let ratio = if hits + misses == 0 {
             Value::Null
         } else {
@@ -55,7 +71,8 @@ fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         "jobs": {"total": jobs.total, "by_status": jobs.by_status, "by_tool": jobs.by_tool},
         "durations_ms": jobs.durations_ms,
         "cache": {"tool_registry": cache("tool_registry"), "job_status": cache("job_status")},
-        "rate_limit": {"rejections": counters.get("rate_limited").copied().unwrap_or(0)},
+        "rate_limit": {"rejections": counters.get(keys::RATE_LIMITED).copied().unwrap_or(0)},
+        "retention": {"purged": db.counter("jobs_purged").map_err(db_error)?},
         "redis": redis_info,
     }))
 }

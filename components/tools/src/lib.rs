@@ -58,7 +58,7 @@ fn respond(
     body: impl FnOnce(&Settings, &Redis, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
 ) -> Response {
     let settings = data20_http::settings();
-    let redis = Redis::new(settings.redis_url());
+    let redis = data20_http::redis(&settings);
     let read = CacheRead {
         key: keys::TOOL_REGISTRY,
         counter: "tool_registry",

@@ -22,6 +22,13 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// The request is valid but the resource's state does not allow it (cancel a
+    /// finished job, retry a completed one).
+    #[error("{0}")]
+    Conflict(String),
+    /// An `Idempotency-Key` already used with another body.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     #[error("content type {0:?} is not supported: send application/json")]
     UnsupportedMediaType(String),
     #[error("too many requests, retry in {retry_after_s} s")]
@@ -38,6 +45,8 @@ impl ApiError {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
             ApiError::NotFound(_) => 404,
+            ApiError::Conflict(_) => 409,
+            ApiError::IdempotencyKeyReused(_) => 422,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::PayloadTooLarge { .. } => 413,
             ApiError::UnsupportedMediaType(_) => 415,
@@ -54,6 +63,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",

@@ -63,14 +63,16 @@ pub enum JobStatus {
     Running,
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 4] = [
+    pub const ALL: [JobStatus; 5] = [
         JobStatus::Queued,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Failed,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +81,7 @@ impl JobStatus {
             JobStatus::Running => "running",
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
@@ -88,14 +91,22 @@ impl JobStatus {
             .find(|s| s.as_str() == raw)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "status must be one of queued, running, completed, failed; got {:?}",
+                    "status must be one of queued, running, completed, failed, cancelled; got {:?}",
                     raw.chars().take(40).collect::<String>()
                 ))
             })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, JobStatus::Completed | JobStatus::Failed)
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+
+    /// Whether a retry may start from this status (failed or cancelled).
+    pub fn is_retryable(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Cancelled)
     }
 }
 
@@ -129,7 +140,26 @@ pub struct JobView {
     pub dispatch: String,
     #[serde(default)]
     pub output_files: Vec<OutputFile>,
+    /// How far a running job is, as its tool last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// A cancel was asked for while the job ran: it stops at its tool's next check.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
+    /// The failed or cancelled job this one retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<JobId>,
+    /// The job that retries this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_by: Option<JobId>,
     pub links: JobLinks,
+}
+
+/// A running job's progress: `fraction` in 0..=1 and a short message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub fraction: f64,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,8 +189,10 @@ pub fn output_url(id: &JobId, name: &str) -> String {
 pub enum JobEventKind {
     JobCreated,
     JobStarted,
+    JobProgress,
     JobCompleted,
     JobFailed,
+    JobCancelled,
 }
 
 impl JobEventKind {
@@ -170,6 +202,8 @@ impl JobEventKind {
             JobEventKind::JobStarted => "job_started",
             JobEventKind::JobCompleted => "job_completed",
             JobEventKind::JobFailed => "job_failed",
+            JobEventKind::JobProgress => "job_progress",
+            JobEventKind::JobCancelled => "job_cancelled",
         }
     }
 }
@@ -189,6 +223,9 @@ pub struct JobEvent {
     pub output_files: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// With `job_progress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
     /// Who published it (`api`, `worker`, `inline`): the worker ignores its own events.
     pub source: String,
 }
@@ -346,12 +383,29 @@ mod tests {
             duration_ms: Some(12),
             output_files: Some(vec!["graph.html".into()]),
             error: None,
+            progress: None,
             source: "worker".into(),
         };
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["event"], "job_completed");
         assert_eq!(v["status"], "completed");
         assert_eq!(v["timestamp"], "1970-01-01T00:00:00.000Z");
-        assert!(v.get("error").is_none());
+        assert!(v.get("error").is_none() && v.get("progress").is_none());
+        let progress = JobEvent {
+            event: JobEventKind::JobProgress,
+            status: JobStatus::Running,
+            progress: Some(Progress {
+                fraction: 0.5,
+                message: "layout: iteration 40 of 80".into(),
+            }),
+            ..e
+        };
+        let v = serde_json::to_value(&progress).unwrap();
+        assert_eq!(v["event"], "job_progress");
+        assert_eq!(v["progress"]["fraction"], 0.5);
+        assert_eq!(JobEventKind::JobCancelled.as_str(), "job_cancelled");
+        assert!(JobStatus::Cancelled.is_final() && JobStatus::Cancelled.is_retryable());
+        assert!(!JobStatus::Completed.is_retryable());
+        assert_eq!(JobStatus::parse("cancelled"), Ok(JobStatus::Cancelled));
     }
 }

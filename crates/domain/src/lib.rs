@@ -3,8 +3,10 @@
 
 pub mod error;
 pub mod etag;
+pub mod idempotency;
 pub mod job;
 pub mod log;
+pub mod ratelimit;
 pub mod registry;
 pub mod settings;
 pub mod time;
@@ -12,4 +14,4 @@ pub mod time;
 pub use error::{ApiError, ErrorBody};
 pub use job::{Cursor, JobEvent, JobEventKind, JobId, JobStatus, JobView, ListFilter, OutputFile};
 pub use registry::{Registry, RegistryError, ToolName, ToolOutput, ToolSpec, REGISTRY_DIR};
-pub use settings::Settings;
+pub use settings::{ReadPath, Settings};

@@ -23,9 +23,33 @@ pub struct Settings {
     rate_limit_fail_open: OnceCell<bool>,
     trust_forwarded_for: OnceCell<bool>,
     api_token: OnceCell<Option<String>>,
+    redis_reads: OnceCell<ReadPath>,
+    job_retention_ms: OnceCell<Option<i64>>,
 }
 
-pub const VARIABLES: [&str; 8] = [
+/// How hot reads (cache, limiter, counters) reach Redis (variable `redis_reads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// Spin's key-value store with the `redis` provider: one multiplexed connection
+    /// kept by the host for the whole app. Needs the runtime config `scripts/up` writes.
+    Pooled,
+    /// Spin's outbound Redis: a new connection per request. Works everywhere.
+    Outbound,
+}
+
+impl ReadPath {
+    pub fn parse(raw: &str) -> Result<ReadPath, String> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "pooled" => Ok(ReadPath::Pooled),
+            "outbound" => Ok(ReadPath::Outbound),
+            _ => Err(format!(
+                "variable redis_reads={raw:?} is neither \"pooled\" nor \"outbound\"; using outbound"
+            )),
+        }
+    }
+}
+
+pub const VARIABLES: [&str; 10] = [
     "redis_url",
     "tool_cache_ttl",
     "job_status_ttl",
@@ -34,6 +58,8 @@ pub const VARIABLES: [&str; 8] = [
     "rate_limit_fail_open",
     "trust_forwarded_for",
     "api_token",
+    "redis_reads",
+    "job_retention_days",
 ];
 
 /// The SPEC's defaults.
@@ -45,6 +71,9 @@ pub mod defaults {
     pub const RATE_LIMIT_WINDOW_S: u64 = 60;
     pub const RATE_LIMIT_FAIL_OPEN: bool = true;
     pub const TRUST_FORWARDED_FOR: bool = false;
+    /// Plain `spin up` and Fermyon Cloud have no Redis-backed key-value store.
+    pub const REDIS_READS: super::ReadPath = super::ReadPath::Outbound;
+    pub const JOB_RETENTION_DAYS: f64 = 7.0;
 }
 
 impl Default for Settings {
@@ -72,6 +101,8 @@ impl Settings {
             rate_limit_fail_open: OnceCell::new(),
             trust_forwarded_for: OnceCell::new(),
             api_token: OnceCell::new(),
+            redis_reads: OnceCell::new(),
+            job_retention_ms: OnceCell::new(),
         }
     }
 
@@ -155,6 +186,20 @@ impl Settings {
         self.flag(cell, "trust_forwarded_for", d)
     }
 
+    pub fn redis_reads(&self) -> ReadPath {
+        let (cell, d) = (&self.redis_reads, defaults::REDIS_READS);
+        self.cached(cell, "redis_reads", d, ReadPath::parse)
+    }
+
+    /// How long finished jobs are kept (`job_retention_days`, fractions allowed);
+    /// `None` for 0: kept for ever.
+    pub fn job_retention_ms(&self) -> Option<i64> {
+        let (cell, d) = (&self.job_retention_ms, defaults::JOB_RETENTION_DAYS);
+        self.cached(cell, "job_retention_days", retention_ms(d), |raw| {
+            parse_retention_days(raw).map(retention_ms)
+        })
+    }
+
     /// The API token; an empty value means none.
     pub fn api_token(&self) -> Option<&str> {
         self.api_token
@@ -171,6 +216,21 @@ pub fn parse_number(name: &str, raw: &str, min: u64, default: u64) -> Result<u64
             "variable {name}={raw:?} is not a whole number >= {min}; using {default}"
         )),
     }
+}
+
+/// Days as a non-negative number (`0.5` is twelve hours); `Err` is the warning to log.
+pub fn parse_retention_days(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(days) if days.is_finite() && (0.0..=36_500.0).contains(&days) => Ok(days),
+        _ => Err(format!(
+            "variable job_retention_days={raw:?} is not a number of days from 0 to 36500; using {}",
+            defaults::JOB_RETENTION_DAYS
+        )),
+    }
+}
+
+fn retention_ms(days: f64) -> Option<i64> {
+    (days > 0.0).then(|| ((days * 86_400_000.0).round() as i64).max(1))
 }
 
 /// A boolean in the usual spellings; `Err` is the warning to log (the default is kept).
@@ -199,6 +259,28 @@ mod tests {
         assert_eq!((s.rate_limit_max(), s.rate_limit_window_s()), (100, 60));
         assert!(s.rate_limit_fail_open() && !s.trust_forwarded_for());
         assert_eq!(s.api_token(), None);
+        assert_eq!(s.redis_reads(), ReadPath::Outbound);
+    }
+
+    #[test]
+    fn retention_in_days() {
+        assert_eq!(Settings::default().job_retention_ms(), Some(7 * 86_400_000));
+        let keep = Settings::from_pairs(&[("job_retention_days", "0")]);
+        assert_eq!(keep.job_retention_ms(), None);
+        let short = Settings::from_pairs(&[("job_retention_days", "0.0001")]);
+        assert_eq!(short.job_retention_ms(), Some(8_640));
+        let bad = Settings::from_pairs(&[("job_retention_days", "-1")]);
+        assert_eq!(bad.job_retention_ms(), Some(7 * 86_400_000));
+        assert!(parse_retention_days("soon").is_err());
+    }
+
+    #[test]
+    fn read_paths() {
+        let pooled = Settings::from_pairs(&[("redis_reads", " Pooled ")]);
+        assert_eq!(pooled.redis_reads(), ReadPath::Pooled);
+        let bad = Settings::from_pairs(&[("redis_reads", "fast")]);
+        assert_eq!(bad.redis_reads(), ReadPath::Outbound);
+        assert!(ReadPath::parse("fast").unwrap_err().contains("redis_reads"));
     }
 
     #[test]

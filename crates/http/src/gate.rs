@@ -3,8 +3,8 @@
 //! rate-limit headers go on every answer, a rejection is a 429 with `Retry-After`.
 
 use data20_domain::{ApiError, Settings};
-use data20_redis::gate::{Admission, CacheRead};
-use data20_redis::{keys, Redis};
+use data20_redis::gate::{Admission, CacheRead, Limit};
+use data20_redis::Redis;
 use spin_sdk::http::{Request, Response};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -97,18 +97,21 @@ pub fn admit(
         Ok(ip) => ip,
         Err(e) => return (open, Err(e)),
     };
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    match redis.gate(
-        &keys::rate_limit(&ip),
-        settings.rate_limit_max(),
-        settings.rate_limit_window_s(),
-        &nonce,
-        cache,
-    ) {
-        Ok(Admission { allowed, limit, remaining, reset_ms, cached }) => {
-            let headers = RateHeaders { limit, remaining, reset_s: reset_ms.div_ceil(1000) };
-            if !allowed {
-                let retry_after_s = reset_ms.div_ceil(1000).max(1);
+    let limit = Limit {
+        client: ip,
+        max: settings.rate_limit_max(),
+        window_s: settings.rate_limit_window_s(),
+        now_ms: data20_domain::time::now_ms().max(0) as u64,
+    };
+    match redis.gate(limit, cache) {
+        Ok(Admission { decision, cached }) => {
+            let headers = RateHeaders {
+                limit: decision.limit,
+                remaining: decision.remaining,
+                reset_s: decision.reset_ms.div_ceil(1000),
+            };
+            if !decision.allowed {
+                let retry_after_s = decision.reset_ms.div_ceil(1000).max(1);
                 return (headers, Err(ApiError::TooManyRequests { retry_after_s }));
             }
             (headers, Ok(cached.map_or(Cached::Miss, Cached::Hit)))
@@ -128,7 +131,8 @@ pub fn admit(
     }
 }
 
-fn identity(req: &Request, settings: &Settings) -> Result<IpAddr, ApiError> {
+/// The client's address as the limiter sees it (see [`client_ip`]).
+pub fn identity(req: &Request, settings: &Settings) -> Result<IpAddr, ApiError> {
     // An untrusted X-Forwarded-For cannot change the answer; and without the header
     // the setting is not even read (each variable read is a host call).
     let forwarded_for = match req.header("x-forwarded-for") {

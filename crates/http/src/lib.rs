@@ -20,6 +20,11 @@ pub fn settings() -> Settings {
     Settings::new(Box::new(|name| spin_sdk::variables::get(name).ok()))
 }
 
+/// The request's Redis client: hot reads on the path `redis_reads` names.
+pub fn redis(settings: &Settings) -> data20_redis::Redis {
+    data20_redis::Redis::with_reads(settings.redis_url(), settings.redis_reads())
+}
+
 pub use data20_domain::log::warn as log_warn;
 
 /// Per-request context: request id, timing and the structured log line.

@@ -54,7 +54,7 @@ pub fn from_cache(
 
 /// The registry for a caller that has no gate round trip to fold the read into.
 pub fn fetch(settings: &Settings, redis: &Redis) -> Result<Registry, ApiError> {
-    let cached = match redis.get(keys::TOOL_REGISTRY) {
+    let cached = match redis.read(keys::TOOL_REGISTRY) {
         Ok(Some(bytes)) => Cached::Hit(bytes),
         Ok(None) => Cached::Miss,
         Err(_) => Cached::Bypass,

@@ -13,11 +13,14 @@
 //!   past its lease is claimed again by the next worker invocation or request that
 //!   touches it, and failed with `timeout` once [`MAX_ATTEMPTS`] runs have been lost.
 
-use data20_domain::job::JobEventKind;
+use data20_domain::job::{JobEventKind, Progress};
 use data20_domain::time::{now_ms, rfc3339_ms};
 use data20_domain::{ApiError, JobEvent, JobId, JobStatus, Registry, Settings, ToolSpec};
 use data20_redis::{keys, Redis};
-use data20_sqlite::jobs::{Claimed, JobRecord, NewOutput};
+use data20_sqlite::jobs::{
+    CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, NewEvent, NewJob, NewOutput,
+    RetryOutcome,
+};
 use data20_sqlite::{Db, DbError};
 use data20_tools::{Deadline, ToolError};
 use std::time::Duration;
@@ -31,6 +34,27 @@ pub const MAX_ATTEMPTS: i64 = 2;
 
 pub fn db_error(e: DbError) -> ApiError {
     ApiError::Unavailable(format!("the job database is unavailable: {e}"))
+}
+
+/// How long an `Idempotency-Key` answers with its job: 24 hours.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// What [`Jobs::submit`] did.
+#[derive(Debug)]
+pub struct Submitted {
+    pub record: JobRecord,
+    pub dispatch: Dispatch,
+    /// The idempotency key had made this job before: nothing new was created.
+    pub replayed: bool,
+}
+
+/// What [`Jobs::cancel`] did.
+#[derive(Debug)]
+pub enum Cancel {
+    /// Queued: cancelled, it will never run (200).
+    Done(JobRecord),
+    /// Running: it stops at its tool's next check (202).
+    Requested(JobRecord),
 }
 
 /// How a submitted job was handed off.
@@ -60,34 +84,161 @@ pub struct Jobs<'a> {
 }
 
 impl Jobs<'_> {
-    /// Creates a queued job and announces it. [`Dispatch::Inline`] means no worker heard:
-    /// the caller must [`Jobs::run`] it, after its response.
+    /// Creates a queued job (its row and its `job_created` event in one commit) and
+    /// announces it. [`Dispatch::Inline`] means no worker heard: the caller must
+    /// [`Jobs::run`] it, after its response. With an idempotency key already used for
+    /// the same body, answers the job that key made (`replayed`), untouched.
     pub fn submit(
         &self,
         spec: &ToolSpec,
         params: &serde_json::Value,
-    ) -> Result<(JobRecord, Dispatch), ApiError> {
+        idempotency: Option<IdempotencyKey<'_>>,
+    ) -> Result<Submitted, ApiError> {
         let id = JobId::new();
-        let params_json = params.to_string();
-        let record = self
+        let now = now_ms();
+        let queued = JobRecord::queued(id, spec.name.as_str(), now, Dispatch::Worker.as_str());
+        let payload = self.event_json(&queued, JobEventKind::JobCreated);
+        let outcome = self
             .db
-            .insert_job(
-                &id,
-                spec.name.as_str(),
-                &params_json,
-                now_ms(),
-                Dispatch::Worker.as_str(),
-            )
+            .insert_job(&NewJob {
+                id: &id,
+                tool: spec.name.as_str(),
+                params_json: &params.to_string(),
+                created_ms: now,
+                dispatch: Dispatch::Worker.as_str(),
+                event: JobEventKind::JobCreated.as_str(),
+                event_payload: &payload,
+                idempotency,
+            })
             .map_err(db_error)?;
-        let receivers = self.announce(&record, JobEventKind::JobCreated);
+        match outcome {
+            InsertOutcome::Inserted(record) => {
+                let record = *record;
+                let dispatch = self.hand_off(&record, &payload)?;
+                Ok(Submitted {
+                    record,
+                    dispatch,
+                    replayed: false,
+                })
+            }
+            InsertOutcome::Replayed(earlier) => {
+                let record = self.load(&earlier)?;
+                let dispatch = if record.dispatch == Dispatch::Inline.as_str() {
+                    Dispatch::Inline
+                } else {
+                    Dispatch::Worker
+                };
+                Ok(Submitted {
+                    record,
+                    dispatch,
+                    replayed: true,
+                })
+            }
+            InsertOutcome::KeyReused => Err(ApiError::IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request body; \
+                 use a new key for a new request"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Publishes a new job's `job_created` (already recorded) and says who runs it: a
+    /// worker that heard it, or the caller (no subscriber, or Redis down).
+    fn hand_off(&self, record: &JobRecord, payload: &str) -> Result<Dispatch, ApiError> {
+        let receivers = self.publish(record, JobEventKind::JobCreated, payload);
         if receivers.unwrap_or(0) > 0 {
-            return Ok((record, Dispatch::Worker));
+            return Ok(Dispatch::Worker);
         }
         // Nobody can run it but us: say so in the row; the caller runs it.
         self.db
-            .set_dispatch(&id, Dispatch::Inline.as_str())
+            .set_dispatch(&record.id, Dispatch::Inline.as_str())
             .map_err(db_error)?;
-        Ok((record, Dispatch::Inline))
+        Ok(Dispatch::Inline)
+    }
+
+    /// Retries a failed or cancelled job as a new job with the same tool and params.
+    pub fn retry(&self, old: &JobId) -> Result<(JobRecord, Dispatch), ApiError> {
+        let new_id = JobId::new();
+        let now = now_ms();
+        let created = self.transition_event(JobEventKind::JobCreated, now);
+        match self
+            .db
+            .retry_job(old, &new_id, now, &created.event())
+            .map_err(db_error)?
+        {
+            RetryOutcome::Created(record) => {
+                let dispatch = self.hand_off(&record, &created.payload.borrow())?;
+                // The old job's cached status now links to its retry.
+                if let Ok(old_record) = self.load(old) {
+                    self.cache_status(&old_record);
+                }
+                Ok((record, dispatch))
+            }
+            RetryOutcome::NotRetryable(record) => {
+                Err(ApiError::Conflict(match record.retried_by {
+                    Some(by) => format!("job {old} was already retried by {by}"),
+                    None => format!(
+                        "job {old} is {}: only failed or cancelled jobs can be retried",
+                        record.status.as_str()
+                    ),
+                }))
+            }
+            RetryOutcome::NotFound => Err(ApiError::NotFound(format!("no job with id {old}"))),
+        }
+    }
+
+    /// Cancels a job: a queued one at once (never runs), a running one at its tool's
+    /// next check. Final jobs are a conflict.
+    pub fn cancel(&self, id: &JobId) -> Result<Cancel, ApiError> {
+        let now = now_ms();
+        let cancelled = self.transition_event(JobEventKind::JobCancelled, now);
+        match self
+            .db
+            .cancel_job(id, now, &cancelled.event())
+            .map_err(db_error)?
+        {
+            Some(CancelOutcome::Cancelled(record)) => {
+                cancelled.publish(&record);
+                Ok(Cancel::Done(record))
+            }
+            Some(CancelOutcome::Requested(record)) => {
+                self.cache_status(&record);
+                Ok(Cancel::Requested(record))
+            }
+            Some(CancelOutcome::Final(record)) => Err(ApiError::Conflict(format!(
+                "job {id} is already {}",
+                record.status.as_str()
+            ))),
+            None => Err(ApiError::NotFound(format!("no job with id {id}"))),
+        }
+    }
+
+    /// Deletes finished jobs older than the retention (`job_retention_days`; 0 keeps
+    /// them) in one small batch, with their outputs and events. Off the request path.
+    pub fn purge_expired(&self, batch: u32) -> usize {
+        let Some(retention_ms) = self.settings.job_retention_ms() else {
+            return 0;
+        };
+        let now = now_ms();
+        match self
+            .db
+            .purge_finished(now - retention_ms, now - IDEMPOTENCY_WINDOW_MS, batch)
+        {
+            Ok(purged) => {
+                // Their cached status documents go too: a purged job is a 404.
+                let keys: Vec<String> = purged.iter().map(keys::job_status).collect();
+                if let Err(e) = self.redis.del(&keys) {
+                    if !e.is_unavailable() {
+                        log_warn(&format!("cannot drop purged jobs' status: {e}"));
+                    }
+                }
+                purged.len()
+            }
+            Err(e) => {
+                log_warn(&format!("cannot purge old jobs: {e}"));
+                0
+            }
+        }
     }
 
     /// Runs `work` with the request's database connection and Redis and settings handles
@@ -99,7 +250,7 @@ impl Jobs<'_> {
         source: &'static str,
         work: impl FnOnce(&Jobs<'_>),
     ) {
-        let redis = Redis::new(settings.redis_url());
+        let redis = Redis::with_reads(settings.redis_url(), settings.redis_reads());
         work(&Jobs {
             db: &db,
             redis: &redis,
@@ -116,12 +267,16 @@ impl Jobs<'_> {
         let runner = format!("{}:{}", self.source, uuid::Uuid::new_v4());
         let now = now_ms();
         let lease = now + timeout_s as i64 * 1000 + LEASE_GRACE_MS;
+        let started = self.transition_event(JobEventKind::JobStarted, now);
         match self
             .db
-            .claim_job(id, &runner, now, lease, MAX_ATTEMPTS)
+            .claim_job(id, &runner, now, lease, MAX_ATTEMPTS, &started.event())
             .map_err(db_error)?
         {
-            Some(claimed) => self.execute(registry, claimed, &runner),
+            Some(claimed) => {
+                started.publish(&claimed.record);
+                self.execute(registry, claimed, &runner)
+            }
             None => {
                 let record = self.load(id)?;
                 self.give_up_if_abandoned(record)
@@ -129,9 +284,58 @@ impl Jobs<'_> {
         }
     }
 
+    /// Runs queued (and lost) jobs one after another until none is left, `max_jobs`
+    /// have run or `budget` has passed: one worker wake-up does the work of many
+    /// `job_created` messages, and the wake-ups after it find nothing and leave.
+    /// Answers how many jobs it ran.
+    /// The registry is loaded (`load_registry`) only once there is a job to run.
+    pub fn drain(
+        &self,
+        load_registry: impl Fn() -> Result<Registry, ApiError>,
+        max_jobs: usize,
+        budget: Duration,
+    ) -> Result<usize, ApiError> {
+        let started = std::time::Instant::now();
+        let mut registry = None;
+        let mut ran = 0;
+        while ran < max_jobs && started.elapsed() < budget {
+            let Some((id, tool)) = self.db.next_runnable(now_ms()).map_err(db_error)? else {
+                break;
+            };
+            let reg = match &registry {
+                Some(reg) => reg,
+                None => registry.insert(load_registry()?),
+            };
+            if let Err(e) = self.run(reg, &id, &tool) {
+                log_warn(&format!("job {id} could not be run: {e}"));
+                // The same job would come back at once: stop here, the next wake-up
+                // (or the lease) tries again.
+                break;
+            }
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
     /// A job no claim can take any more (its runs were all lost) fails with `timeout`.
     fn give_up_if_abandoned(&self, record: JobRecord) -> Result<JobRecord, ApiError> {
         let now = now_ms();
+        let lost = record.status == JobStatus::Running && record.lease_ms.is_some_and(|l| l < now);
+        if lost && record.cancel_requested {
+            // Its runner is gone and nobody wants it any more: it ends cancelled.
+            let cancelled = self.transition_event(JobEventKind::JobCancelled, now);
+            return match self
+                .db
+                .finish_cancelled(&record.id, None, now, &cancelled.event())
+                .map_err(db_error)?
+            {
+                Some(record) => {
+                    cancelled.publish(&record);
+                    Ok(record)
+                }
+                None => self.load(&record.id),
+            };
+        }
         let abandoned = record.status == JobStatus::Running
             && record.lease_ms.is_some_and(|l| l < now)
             && record.attempts >= MAX_ATTEMPTS;
@@ -142,14 +346,15 @@ impl Jobs<'_> {
             "timeout: the runner stopped before finishing, {} attempts",
             record.attempts
         );
+        let failed = self.transition_event(JobEventKind::JobFailed, now);
         match self
             .db
-            .fail_job(&record.id, None, now, &msg)
+            .fail_job(&record.id, None, now, &msg, &failed.event())
             .map_err(db_error)?
         {
-            Some(failed) => {
-                self.announce(&failed, JobEventKind::JobFailed);
-                Ok(failed)
+            Some(record) => {
+                failed.publish(&record);
+                Ok(record)
             }
             None => self.load(&record.id),
         }
@@ -166,16 +371,28 @@ impl Jobs<'_> {
             params,
         } = claimed;
         let id = started.id;
-        self.announce(&started, JobEventKind::JobStarted);
+        let supervisor = JobSupervisor {
+            jobs: self,
+            id,
+            runner,
+        };
         let outcome = match registry.get(&started.tool) {
-            None => Err(format!(
+            None => Err(Stopped::Failed(format!(
                 "tool {:?} is no longer in the registry",
                 started.tool
-            )),
-            Some(spec) => run_tool(spec, &params),
+            ))),
+            Some(spec) => run_tool(spec, &params, &supervisor),
         };
         let now = now_ms();
-        let finished = match outcome {
+        let (finished, event) = match outcome {
+            Err(Stopped::Cancelled) => {
+                let cancelled = self.transition_event(JobEventKind::JobCancelled, now);
+                let finished = self
+                    .db
+                    .finish_cancelled(&id, Some(runner), now, &cancelled.event())
+                    .map_err(db_error)?;
+                (finished, cancelled)
+            }
             Ok(outputs) => {
                 let outs: Vec<NewOutput<'_>> = outputs
                     .iter()
@@ -185,31 +402,28 @@ impl Jobs<'_> {
                         content: &o.bytes,
                     })
                     .collect();
-                self.db
-                    .complete_job(
-                        &id,
-                        runner,
-                        now,
-                        now - started.started_ms.unwrap_or(now),
-                        &outs,
-                    )
-                    .map_err(db_error)?
+                let completed = self.transition_event(JobEventKind::JobCompleted, now);
+                let duration = now - started.started_ms.unwrap_or(now);
+                let finished = self
+                    .db
+                    .complete_job(&id, runner, now, duration, &outs, &completed.event())
+                    .map_err(db_error)?;
+                (finished, completed)
             }
-            Err(msg) => self
-                .db
-                .fail_job(&id, Some(runner), now, &msg)
-                .map_err(db_error)?,
+            Err(Stopped::Failed(msg)) => {
+                let failed = self.transition_event(JobEventKind::JobFailed, now);
+                let finished = self
+                    .db
+                    .fail_job(&id, Some(runner), now, &msg, &failed.event())
+                    .map_err(db_error)?;
+                (finished, failed)
+            }
         };
         // The update answers the finished row; `None` means another runner took the job
         // over (our lease ran out), so it is not ours to announce.
         match finished {
             Some(record) => {
-                let kind = if record.status == JobStatus::Completed {
-                    JobEventKind::JobCompleted
-                } else {
-                    JobEventKind::JobFailed
-                };
-                self.announce(&record, kind);
+                event.publish(&record);
                 Ok(record)
             }
             None => self.load(&id),
@@ -252,9 +466,8 @@ impl Jobs<'_> {
             .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))
     }
 
-    /// Records the event in SQLite, refreshes the status cache and publishes the event.
-    /// Answers how many subscribers heard it, or `None` when Redis is unavailable.
-    pub fn announce(&self, record: &JobRecord, kind: JobEventKind) -> Option<i64> {
+    /// The event `kind` of `record` as JSON, as published and recorded.
+    fn event_json(&self, record: &JobRecord, kind: JobEventKind) -> String {
         let event = JobEvent {
             event: kind,
             job_id: record.id,
@@ -268,20 +481,31 @@ impl Jobs<'_> {
                 .error
                 .clone()
                 .filter(|_| kind == JobEventKind::JobFailed),
+            progress: record
+                .progress
+                .clone()
+                .filter(|_| kind == JobEventKind::JobProgress),
             source: self.source.to_string(),
         };
-        let payload = serde_json::to_string(&event).unwrap_or_default();
-        if let Err(e) = self
-            .db
-            .record_event(&record.id, kind.as_str(), now_ms(), &payload)
-        {
-            log_warn(&format!(
-                "cannot record event {} for {}: {e}",
-                kind.as_str(),
-                record.id
-            ));
+        serde_json::to_string(&event).unwrap_or_default()
+    }
+
+    /// A transition's event: recorded in SQLite by the transition's own transaction,
+    /// then published once that has committed.
+    fn transition_event(&self, kind: JobEventKind, at_ms: i64) -> Transition<'_> {
+        Transition {
+            jobs: self,
+            kind,
+            at_ms,
+            payload: std::cell::RefCell::new(String::new()),
         }
-        log_info_job(&event);
+    }
+
+    /// Refreshes the status cache and publishes the event `payload` (already recorded
+    /// in SQLite). Answers how many subscribers heard it, or `None` when Redis is
+    /// unavailable.
+    pub fn publish(&self, record: &JobRecord, kind: JobEventKind, payload: &str) -> Option<i64> {
+        log_transition(record, kind, self.source);
         // The status write and the publish share one round trip: the status is cached
         // before anyone hears the event, so a reader woken by it finds the new status.
         let (status, ttl) = self.status_entry(record);
@@ -323,13 +547,44 @@ impl Jobs<'_> {
     }
 }
 
+/// One transition's event: its payload is rendered from the row the transition's
+/// UPDATE answers (inside its transaction), kept, and published after the commit.
+struct Transition<'j> {
+    jobs: &'j Jobs<'j>,
+    kind: JobEventKind,
+    at_ms: i64,
+    payload: std::cell::RefCell<String>,
+}
+
+impl Transition<'_> {
+    fn event(&self) -> NewEvent<'_> {
+        NewEvent {
+            kind: self.kind.as_str(),
+            at_ms: self.at_ms,
+            payload: self,
+        }
+    }
+
+    fn publish(&self, record: &JobRecord) {
+        self.jobs.publish(record, self.kind, &self.payload.borrow());
+    }
+}
+
+impl data20_sqlite::jobs::EventPayload for Transition<'_> {
+    fn render(&self, record: &JobRecord) -> String {
+        let payload = self.jobs.event_json(record, self.kind);
+        self.payload.replace(payload.clone());
+        payload
+    }
+}
+
 /// Seconds to cache a job's status: the configured TTL, cut short for a job that is
 /// not final so the entry expires when the job would become stale (at least 1 s).
 pub fn status_ttl_s(record: &JobRecord, now_ms: i64, configured_s: u64) -> u64 {
     let stale_at = match record.status {
         JobStatus::Queued => Some(record.created_ms + QUEUED_GRACE_MS),
         JobStatus::Running => record.lease_ms,
-        JobStatus::Completed | JobStatus::Failed => None,
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled => None,
     };
     match stale_at {
         None => configured_s,
@@ -340,27 +595,69 @@ pub fn status_ttl_s(record: &JobRecord, now_ms: i64, configured_s: u64) -> u64 {
     }
 }
 
+/// Why a run ended without outputs.
+enum Stopped {
+    Failed(String),
+    Cancelled,
+}
+
+/// The runner's side of a running tool: the cancel flag in SQLite, and progress
+/// stored with a `job_progress` event (the tool's checks throttle both).
+struct JobSupervisor<'j> {
+    jobs: &'j Jobs<'j>,
+    id: JobId,
+    runner: &'j str,
+}
+
+impl data20_tools::Supervisor for JobSupervisor<'_> {
+    fn cancelled(&self) -> bool {
+        self.jobs.db.cancel_requested(&self.id).unwrap_or(false)
+    }
+
+    fn progress(&self, fraction: f64, message: &str) {
+        let progress = Progress {
+            fraction: (fraction * 1000.0).round() / 1000.0,
+            message: message.chars().take(200).collect(),
+        };
+        let event = self
+            .jobs
+            .transition_event(JobEventKind::JobProgress, now_ms());
+        match self
+            .jobs
+            .db
+            .record_progress(&self.id, self.runner, &progress, &event.event())
+        {
+            Ok(Some(record)) => event.publish(&record),
+            Ok(None) => {}
+            Err(e) => log_warn(&format!("cannot record progress of {}: {e}", self.id)),
+        }
+    }
+}
+
 /// Runs the tool against its declared outputs: an undeclared file fails the job.
 fn run_tool(
     spec: &ToolSpec,
     params_json: &str,
-) -> Result<Vec<(data20_tools::Output, String)>, String> {
+    supervisor: &dyn data20_tools::Supervisor,
+) -> Result<Vec<(data20_tools::Output, String)>, Stopped> {
     let params: serde_json::Value = serde_json::from_str(params_json)
-        .map_err(|e| format!("stored params are not JSON: {e}"))?;
-    let deadline = Deadline::after(Duration::from_secs(spec.timeout_s));
-    let outputs =
-        data20_tools::run(spec.name.as_str(), &params, &deadline).map_err(|e| match e {
-            ToolError::Timeout(_) => format!(
-                "timeout: {} ran longer than {} s",
-                spec.name, spec.timeout_s
-            ),
-            other => other.to_string(),
-        })?;
-    deadline.check().map_err(|_| {
-        format!(
+        .map_err(|e| Stopped::Failed(format!("stored params are not JSON: {e}")))?;
+    let timeout = || {
+        Stopped::Failed(format!(
             "timeout: {} ran longer than {} s",
             spec.name, spec.timeout_s
-        )
+        ))
+    };
+    let deadline = Deadline::supervised(Duration::from_secs(spec.timeout_s), supervisor);
+    let outputs =
+        data20_tools::run(spec.name.as_str(), &params, &deadline).map_err(|e| match e {
+            ToolError::Timeout(_) => timeout(),
+            ToolError::Cancelled => Stopped::Cancelled,
+            other => Stopped::Failed(other.to_string()),
+        })?;
+    deadline.check().map_err(|e| match e {
+        ToolError::Cancelled => Stopped::Cancelled,
+        _ => timeout(),
     })?;
     outputs
         .into_iter()
@@ -369,7 +666,10 @@ fn run_tool(
                 let ct = decl.content_type.clone();
                 Ok((o, ct))
             }
-            None => Err(format!("tool wrote an undeclared output {:?}", o.name)),
+            None => Err(Stopped::Failed(format!(
+                "tool wrote an undeclared output {:?}",
+                o.name
+            ))),
         })
         .collect()
 }
@@ -377,11 +677,11 @@ fn run_tool(
 use data20_domain::log::{info as log_info, warn as log_warn};
 
 /// One structured line per job transition.
-fn log_info_job(event: &JobEvent) {
+fn log_transition(record: &JobRecord, kind: JobEventKind, source: &str) {
     data20_domain::log::emit(&serde_json::json!({
-        "level": "info", "msg": "job transition", "event": event.event.as_str(),
-        "job_id": event.job_id.to_string(), "tool": event.tool, "status": event.status.as_str(),
-        "duration_ms": event.duration_ms, "error": event.error, "source": event.source,
+        "level": "info", "msg": "job transition", "event": kind.as_str(),
+        "job_id": record.id.to_string(), "tool": record.tool, "status": record.status.as_str(),
+        "duration_ms": record.duration_ms, "error": record.error, "source": source,
     }));
 }
 

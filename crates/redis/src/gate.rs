@@ -1,128 +1,193 @@
-//! The request gate: per-IP rate limiting and, in the same server-side script, the
-//! route's cache read and the cache hit/miss counters. One Redis round trip per
-//! request in all (Spin opens a connection per request, so round trips are the cost).
+//! The request gate: the per-IP rate limit and the route's cache read, with the
+//! stats counters (cache hits and misses, rejections) kept on the way.
 //!
-//! The limiter is a sliding-window log: `api:{ip}` is a sorted set of request times
-//! (Redis server time, so several Spin hosts agree), trimmed to the window on every
-//! call and always given a TTL of one window. It is exact: at most `max` requests are
-//! admitted in any window, with no double burst at a fixed window's boundary, and the
-//! script runs atomically, so concurrent requests cannot overshoot.
+//! The limiter is the sliding-window counter of [`data20_domain::ratelimit`]: one
+//! integer key per client and fixed window (`api:{ip}:{window}`), expiring two windows
+//! after its first increment. Two ways to run it, the same arithmetic:
+//!
+//! - pooled (`redis_reads = "pooled"`): `INCRBY` and `GET` on the host's pooled
+//!   connection, one call at a time; outbound Redis only for the `EXPIRE` of a new
+//!   window's counter, once per client per window;
+//! - outbound: one Lua script, one round trip on a fresh connection.
 
-use crate::{as_string, Arg, Redis, RedisError, Reply, Script};
+use crate::{as_string, int_reply, keys, Arg, Redis, RedisError, Reply, Script};
+use data20_domain::ratelimit::{decide, Decision, Window};
+use std::net::IpAddr;
 
 pub const SCRIPT: Script = Script {
     body: SCRIPT_BODY,
-    sha1: "136197593871a51afee3add25dd898472d9516e0",
+    sha1: "26035dfdfca4389d59adddb74089198d28230a8f",
 };
 
+/// KEYS: current window's counter, previous window's counter, cache entry ('' for
+/// none), rejections counter, hit counter, miss counter ('' for no tally).
+/// ARGV: max, window length (ms), elapsed in the window (ms), counter TTL (s).
+/// The admission test is `ratelimit::admits`, in exact integer arithmetic (Lua's
+/// doubles hold these products exactly below 2^53).
 const SCRIPT_BODY: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local max = tonumber(ARGV[2])
-local key = KEYS[1]
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-local allowed = 0
-if count < max then
-  redis.call('ZADD', key, now, t[1] .. t[2] .. ':' .. ARGV[3])
-  count = count + 1
-  allowed = 1
-else
-  redis.call('HINCRBY', KEYS[3], 'rate_limited', 1)
-end
-redis.call('PEXPIRE', key, window)
--- When the oldest admitted request leaves the window, one more is allowed.
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-local reset = window
-if oldest[2] then reset = tonumber(oldest[2]) + window - now end
+local current = redis.call('INCR', KEYS[1])
+if current == 1 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
+local max, length, elapsed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cached = false
-if allowed == 1 and KEYS[2] ~= '' then
-  cached = redis.call('GET', KEYS[2])
-  if ARGV[4] ~= '' then
-    if cached then
-      redis.call('HINCRBY', KEYS[3], ARGV[4] .. ':hit', 1)
-    else
-      redis.call('HINCRBY', KEYS[3], ARGV[4] .. ':miss', 1)
+if previous * (length - elapsed) + current * length <= max * length then
+  if KEYS[3] ~= '' then
+    cached = redis.call('GET', KEYS[3])
+    if KEYS[5] ~= '' then
+      if cached then redis.call('INCR', KEYS[5]) else redis.call('INCR', KEYS[6]) end
     end
   end
+else
+  redis.call('DECR', KEYS[1])
+  redis.call('INCR', KEYS[4])
 end
-return {allowed, max - count, reset, cached}
+return {current, previous, cached}
 "#;
 
 /// What the gate decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Admission {
-    pub allowed: bool,
-    pub limit: u64,
-    pub remaining: u64,
-    /// Milliseconds until the window admits one more request (for a rejected client:
-    /// when to retry).
-    pub reset_ms: u64,
+    pub decision: Decision,
     /// The cache entry, when one was asked for and the request was allowed.
     pub cached: Option<Vec<u8>>,
 }
 
-/// A cache read to fold into the gate's round trip: the key, and the counter name
-/// under which hits and misses are tallied in `data20:stats` (empty: no tally).
+/// A cache read to do once the request is admitted: the key, and the name of the
+/// cache whose hits and misses are counted (empty: no tally).
 #[derive(Debug, Clone, Copy)]
 pub struct CacheRead<'a> {
     pub key: &'a str,
     pub counter: &'a str,
 }
 
+/// One request to the limiter.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub client: IpAddr,
+    pub max: u64,
+    pub window_s: u64,
+    pub now_ms: u64,
+}
+
 impl Redis {
-    /// Admits or rejects one request from the client whose limiter key is `rate_key`,
-    /// and reads `cache` in the same round trip. `nonce` makes the request's entry in
-    /// the window unique (a fresh random id, not anything the client chose).
+    /// Admits or rejects one request and, when admitted, reads `cache`.
     pub fn gate(
         &self,
-        rate_key: &str,
-        max: u64,
-        window_s: u64,
-        nonce: &str,
+        limit: Limit,
         cache: Option<CacheRead<'_>>,
     ) -> Result<Admission, RedisError> {
-        let (cache_key, counter) = cache.map_or(("", ""), |c| (c.key, c.counter));
+        let window = Window::at(limit.now_ms, limit.window_s);
+        if self.pooled().is_some() {
+            self.gate_pooled(&limit, &window, cache)
+        } else {
+            self.gate_outbound(&limit, &window, cache)
+        }
+    }
+
+    fn gate_pooled(
+        &self,
+        limit: &Limit,
+        window: &Window,
+        cache: Option<CacheRead<'_>>,
+    ) -> Result<Admission, RedisError> {
+        let key = keys::rate_limit(&limit.client, window.index);
+        let current = self.increment(&key, 1)?.max(0) as u64;
+        if current == 1 {
+            self.expire_counter(&key, window);
+        }
+        // Far from the limit the previous window cannot change the answer: skip its
+        // read, and report what remains as if it had been full (never an overstatement).
+        let previous = if window.fits_without_previous(limit.max, current) {
+            limit.max
+        } else {
+            let prev_key = keys::rate_limit(&limit.client, window.previous_index());
+            self.read(&prev_key)?
+                .and_then(|v| String::from_utf8_lossy(&v).trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let decision = decide(window, limit.max, current, previous);
+        if !decision.allowed {
+            // Take the increment back, so the counter holds admitted requests only.
+            // Failures here only make this client's window a little stricter.
+            let _ = self.increment(&key, -1);
+            let _ = self.increment(&keys::counter(keys::RATE_LIMITED), 1);
+            // Also a second chance for a TTL whose first EXPIRE failed.
+            self.expire_counter(&key, window);
+            return Ok(Admission {
+                decision,
+                cached: None,
+            });
+        }
+        let cached = match cache {
+            None => None,
+            Some(read) => {
+                let cached = self.read(read.key)?;
+                if !read.counter.is_empty() {
+                    let [hit, miss] = keys::cache_counters(read.counter);
+                    let _ = self.increment(if cached.is_some() { &hit } else { &miss }, 1);
+                }
+                cached
+            }
+        };
+        Ok(Admission { decision, cached })
+    }
+
+    /// Every counter expires: its TTL is set (outbound) when its window's first request
+    /// creates it. A failure is logged; the key then lives until a rejection retries.
+    fn expire_counter(&self, key: &str, window: &Window) {
+        if let Err(e) = self.expire(key, window.counter_ttl_s()) {
+            data20_domain::log::warn(&format!("cannot set the TTL of {key}: {e}"));
+        }
+    }
+
+    fn gate_outbound(
+        &self,
+        limit: &Limit,
+        window: &Window,
+        cache: Option<CacheRead<'_>>,
+    ) -> Result<Admission, RedisError> {
+        let key = keys::rate_limit(&limit.client, window.index);
+        let prev_key = keys::rate_limit(&limit.client, window.previous_index());
+        let (cache_key, [hit, miss]) = match cache {
+            Some(c) if !c.counter.is_empty() => (c.key, keys::cache_counters(c.counter)),
+            Some(c) => (c.key, [String::new(), String::new()]),
+            None => ("", [String::new(), String::new()]),
+        };
+        let rejected = keys::counter(keys::RATE_LIMITED);
         let reply = self.eval(
             &SCRIPT,
-            &[rate_key, cache_key, crate::keys::STATS],
+            &[&key, &prev_key, cache_key, &rejected, &hit, &miss],
             &[
-                Arg::Int((window_s * 1000) as i64),
-                Arg::Int(max as i64),
-                Arg::Str(nonce),
-                Arg::Str(counter),
+                Arg::Int(limit.max as i64),
+                Arg::Int(window.length_ms as i64),
+                Arg::Int(window.elapsed_ms as i64),
+                Arg::Int(window.counter_ttl_s() as i64),
             ],
         )?;
-        parse_reply(&reply, max)
+        let (current, previous, cached) = parse_reply(&reply)?;
+        Ok(Admission {
+            decision: decide(window, limit.max, current, previous),
+            cached,
+        })
     }
 }
 
-/// Spin flattens the script's array reply into a list of values.
-pub fn parse_reply(reply: &[Reply], max: u64) -> Result<Admission, RedisError> {
-    let int = |i: usize| -> Result<i64, RedisError> {
-        reply
+/// The script's `{current, previous, cached}`, as Spin flattens it.
+pub fn parse_reply(reply: &[Reply]) -> Result<(u64, u64, Option<Vec<u8>>), RedisError> {
+    let int = |i: usize| -> Result<u64, RedisError> {
+        let value = reply
             .get(i)
-            .and_then(|r| match r {
-                Reply::Int64(n) => Some(*n),
-                other => as_string(other).and_then(|s| s.parse().ok()),
-            })
-            .ok_or_else(|| {
-                RedisError::Command(format!("gate reply {reply:?} has no integer at {i}"))
-            })
+            .ok_or_else(|| RedisError::Command(format!("gate reply {reply:?} is too short")))?;
+        Ok(int_reply(std::slice::from_ref(value))?.max(0) as u64)
     };
-    let cached = match reply.get(3) {
-        Some(Reply::Binary(b)) => Some(b.clone()),
-        Some(Reply::Status(s)) => Some(s.clone().into_bytes()),
-        _ => None,
+    let cached = match reply.get(2) {
+        Some(Reply::Nil) | None => None,
+        Some(other) => match other {
+            Reply::Binary(b) => Some(b.clone()),
+            other => as_string(other).map(String::into_bytes),
+        },
     };
-    Ok(Admission {
-        allowed: int(0)? == 1,
-        limit: max,
-        remaining: int(1)?.max(0) as u64,
-        reset_ms: int(2)?.max(0) as u64,
-        cached,
-    })
+    Ok((int(0)?, int(1)?, cached))
 }
 
 #[cfg(test)]
@@ -130,45 +195,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_allowed_with_a_cached_value() {
-        let a = parse_reply(
-            &[
-                Reply::Int64(1),
-                Reply::Int64(99),
-                Reply::Int64(0),
-                Reply::Binary(b"{}".to_vec()),
-            ],
-            100,
-        )
+    fn parses_counts_and_a_cached_value() {
+        let (current, previous, cached) = parse_reply(&[
+            Reply::Int64(3),
+            Reply::Int64(40),
+            Reply::Binary(b"{}".to_vec()),
+        ])
         .unwrap();
-        assert!(a.allowed);
-        assert_eq!((a.limit, a.remaining, a.reset_ms), (100, 99, 0));
-        assert_eq!(a.cached.as_deref(), Some(&b"{}"[..]));
+        assert_eq!((current, previous), (3, 40));
+        assert_eq!(cached.as_deref(), Some(&b"{}"[..]));
     }
 
     #[test]
-    fn parses_rejections_and_misses() {
-        // Lua `false` comes back as a nil reply.
-        let a = parse_reply(
-            &[
-                Reply::Int64(0),
-                Reply::Int64(0),
-                Reply::Int64(1234),
-                Reply::Nil,
-            ],
-            100,
-        )
-        .unwrap();
-        assert!(!a.allowed);
-        assert_eq!(a.reset_ms, 1234);
-        assert_eq!(a.cached, None);
-        let short = parse_reply(&[Reply::Int64(1), Reply::Int64(5), Reply::Int64(0)], 10).unwrap();
-        assert_eq!(short.cached, None);
+    fn a_lua_false_is_a_miss() {
+        // Lua `false` comes back as a nil reply, or not at all.
+        let (_, _, cached) = parse_reply(&[Reply::Int64(1), Reply::Int64(0), Reply::Nil]).unwrap();
+        assert_eq!(cached, None);
+        let (_, _, short) = parse_reply(&[Reply::Int64(1), Reply::Int64(0)]).unwrap();
+        assert_eq!(short, None);
     }
 
     #[test]
     fn malformed_replies_are_errors() {
-        assert!(parse_reply(&[], 1).is_err());
-        assert!(parse_reply(&[Reply::Nil, Reply::Nil, Reply::Nil], 1).is_err());
+        assert!(parse_reply(&[]).is_err());
+        assert!(parse_reply(&[Reply::Nil, Reply::Nil, Reply::Nil]).is_err());
     }
 }

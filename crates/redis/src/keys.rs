@@ -2,17 +2,33 @@
 
 pub const TOOL_REGISTRY: &str = "tool_registry";
 pub const JOB_UPDATES: &str = "job_updates";
-/// Hash of counters for the stats route (cache hits/misses, rate-limit rejections).
-pub const STATS: &str = "data20:stats";
 
 /// `job:{uuid}:status`: the caller passes a parsed job id.
 pub fn job_status(job_id: &impl std::fmt::Display) -> String {
     format!("job:{job_id}:status")
 }
 
-/// `api:{ip}`: the caller passes a parsed IP address.
-pub fn rate_limit(ip: &std::net::IpAddr) -> String {
-    format!("api:{ip}")
+/// `api:{ip}:{window}`: one rate-limit counter per client and fixed window (the
+/// caller passes a parsed IP address and the window's index).
+pub fn rate_limit(ip: &std::net::IpAddr, window: u64) -> String {
+    format!("api:{ip}:{window}")
+}
+
+/// Counters for the stats route, plain integer keys so that both read paths can
+/// `INCRBY` them: `data20:stats:{name}`.
+pub fn counter(name: &str) -> String {
+    format!("data20:stats:{name}")
+}
+
+/// The counter of requests the limiter rejected.
+pub const RATE_LIMITED: &str = "rate_limited";
+
+/// The hit and miss counters of a cache (`tool_registry`, `job_status`).
+pub fn cache_counters(cache: &str) -> [String; 2] {
+    [
+        counter(&format!("{cache}:hit")),
+        counter(&format!("{cache}:miss")),
+    ]
 }
 
 #[cfg(test)]
@@ -23,6 +39,16 @@ mod tests {
     fn key_layout_matches_the_spec() {
         assert_eq!(job_status(&"0b6c"), "job:0b6c:status");
         let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(rate_limit(&ip), "api:127.0.0.1");
+        assert_eq!(rate_limit(&ip, 29_000_000), "api:127.0.0.1:29000000");
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        assert_eq!(rate_limit(&v6, 7), "api:::1:7");
+        assert_eq!(counter(RATE_LIMITED), "data20:stats:rate_limited");
+        assert_eq!(
+            cache_counters("job_status"),
+            [
+                "data20:stats:job_status:hit",
+                "data20:stats:job_status:miss"
+            ]
+        );
     }
 }

@@ -5,11 +5,20 @@
 //! opens a connection per request; once a call fails for lack of a server, the client
 //! remembers it and answers `Unavailable` at once for the rest of the request instead
 //! of paying another connection attempt.
+//!
+//! Hot reads (cache entries, the limiter's counters) go through [`Redis::read`] and
+//! [`Redis::increment`]: on the host's pooled connection ([`pooled`]) when the
+//! `redis_reads` setting says `pooled`, else outbound. Writes with a TTL, `PUBLISH`,
+//! scripts and `INFO` are outbound only; outbound connects on first use, so a request
+//! served from the pool never opens a connection.
 
 pub mod gate;
 pub mod info;
 pub mod keys;
+pub mod pooled;
 
+use data20_domain::ReadPath;
+use pooled::Pooled;
 use spin_sdk::redis::{Connection, Error as SpinRedisError, RedisParameter, RedisResult};
 use std::cell::{Cell, OnceCell};
 
@@ -73,16 +82,60 @@ pub fn classify_message(msg: &str) -> RedisError {
 pub struct Redis {
     url: String,
     conn: OnceCell<Result<Connection, RedisError>>,
+    /// Set when hot reads use the host's pooled connection.
+    pooled: Option<Pooled>,
     down: Cell<bool>,
 }
 
 impl Redis {
-    /// Connects lazily on the first command, so a request that needs no Redis pays nothing.
+    /// Outbound only. Connects lazily on the first command, so a request that needs no
+    /// Redis pays nothing.
     pub fn new(url: &str) -> Redis {
+        Redis::with_reads(url, ReadPath::Outbound)
+    }
+
+    /// Hot reads on `reads`, everything else outbound.
+    pub fn with_reads(url: &str, reads: ReadPath) -> Redis {
         Redis {
             url: url.to_string(),
             conn: OnceCell::new(),
+            pooled: (reads == ReadPath::Pooled).then(Pooled::new),
             down: Cell::new(false),
+        }
+    }
+
+    /// The pooled reader, when this client uses one.
+    pub fn pooled(&self) -> Option<&Pooled> {
+        self.pooled.as_ref()
+    }
+
+    /// Runs a pooled call, unless Redis is already known to be down in this request.
+    fn on_pool<T>(
+        &self,
+        pool: &Pooled,
+        call: impl FnOnce(&Pooled) -> Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        if self.down.get() {
+            return Err(RedisError::Unavailable(
+                "redis marked down for this request".into(),
+            ));
+        }
+        call(pool).inspect_err(|e| self.note(e))
+    }
+
+    /// `GET key` on the read path (pooled when configured).
+    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        match &self.pooled {
+            Some(pool) => self.on_pool(pool, |p| p.get(key)),
+            None => self.get(key),
+        }
+    }
+
+    /// `INCRBY key delta` on the read path (pooled when configured): the new value.
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, RedisError> {
+        match &self.pooled {
+            Some(pool) => self.on_pool(pool, |p| p.increment(key, delta)),
+            None => int_reply(&self.execute("INCRBY", &[Arg::Str(key), Arg::Int(delta)])?),
         }
     }
 
@@ -192,14 +245,26 @@ impl Redis {
         }
     }
 
-    /// `HGETALL` as (field, value) pairs.
-    pub fn hgetall(&self, key: &str) -> Result<Vec<(String, String)>, RedisError> {
-        let reply = self.execute("HGETALL", &[Arg::Str(key)])?;
-        let strings: Vec<String> = reply.iter().filter_map(as_string).collect();
-        Ok(strings
-            .chunks_exact(2)
-            .map(|pair| (pair[0].clone(), pair[1].clone()))
-            .collect())
+    /// `MGET`, as one optional text per key.
+    pub fn mget(&self, keys: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
+        let args: Vec<Arg<'_>> = keys.iter().map(|k| Arg::Str(k)).collect();
+        let reply = self.execute("MGET", &args)?;
+        Ok(reply.iter().map(as_string).collect())
+    }
+
+    /// `DEL key…` (nothing to do for no keys).
+    pub fn del(&self, keys: &[String]) -> Result<(), RedisError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let args: Vec<Arg<'_>> = keys.iter().map(|k| Arg::Str(k)).collect();
+        self.execute("DEL", &args).map(|_| ())
+    }
+
+    /// `EXPIRE key ttl`.
+    pub fn expire(&self, key: &str, ttl_s: u64) -> Result<(), RedisError> {
+        self.execute("EXPIRE", &[Arg::Str(key), Arg::Int(ttl_s as i64)])
+            .map(|_| ())
     }
 
     /// Runs `script` by its digest (`EVALSHA`: 40 bytes on the wire instead of the

@@ -3,6 +3,7 @@
 //! win a claim, and a runner that lost its lease can no longer finish the job.
 
 use crate::{Db, DbError};
+use data20_domain::job::Progress;
 use data20_domain::job::{output_url, JobLinks};
 use data20_domain::time::rfc3339_ms;
 use data20_domain::{Cursor, JobId, JobStatus, JobView, ListFilter, OutputFile};
@@ -24,6 +25,10 @@ pub struct JobRecord {
     pub lease_ms: Option<i64>,
     pub dispatch: String,
     pub outputs: Vec<StoredOutput>,
+    pub cancel_requested: bool,
+    pub progress: Option<Progress>,
+    pub retry_of: Option<JobId>,
+    pub retried_by: Option<JobId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -49,6 +54,10 @@ impl JobRecord {
             lease_ms: None,
             dispatch: dispatch.to_string(),
             outputs: Vec::new(),
+            cancel_requested: false,
+            progress: None,
+            retry_of: None,
+            retried_by: None,
         }
     }
 
@@ -74,6 +83,14 @@ impl JobRecord {
                     url: output_url(&self.id, &o.name),
                 })
                 .collect(),
+            // Progress belongs to a running job; a final one shows where it ended.
+            progress: self
+                .progress
+                .clone()
+                .filter(|_| self.status == JobStatus::Running),
+            cancel_requested: self.cancel_requested && !self.status.is_final(),
+            retry_of: self.retry_of,
+            retried_by: self.retried_by,
             links: JobLinks::for_job(&self.id),
         }
     }
@@ -88,6 +105,69 @@ pub struct Claimed {
     pub params: String,
 }
 
+/// A job to insert, with its creation event.
+pub struct NewJob<'a> {
+    pub id: &'a JobId,
+    pub tool: &'a str,
+    pub params_json: &'a str,
+    pub created_ms: i64,
+    pub dispatch: &'a str,
+    pub event: &'a str,
+    pub event_payload: &'a str,
+    pub idempotency: Option<IdempotencyKey<'a>>,
+}
+
+/// An `Idempotency-Key` as stored: per client scope, with a hash of the request body.
+pub struct IdempotencyKey<'a> {
+    pub scope: &'a str,
+    pub key: &'a str,
+    pub body_hash: &'a str,
+    /// Keys stored before this moment have expired.
+    pub valid_since_ms: i64,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    Inserted(Box<JobRecord>),
+    /// The key was used before with the same body: the job it made.
+    Replayed(JobId),
+    /// The key was used before with another body.
+    KeyReused,
+}
+
+/// Renders an event's payload from the row its transition answered.
+pub trait EventPayload {
+    fn render(&self, record: &JobRecord) -> String;
+}
+
+/// An event to record with a transition, in the transition's transaction.
+pub struct NewEvent<'a> {
+    pub kind: &'a str,
+    pub at_ms: i64,
+    pub payload: &'a dyn EventPayload,
+}
+
+/// What a cancel request found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job was queued: it is cancelled and will never run.
+    Cancelled(JobRecord),
+    /// The job is running: it stops at its tool's next check.
+    Requested(JobRecord),
+    /// The job had already ended.
+    Final(JobRecord),
+}
+
+/// What a retry request found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    Created(JobRecord),
+    /// Queued, running, completed, or already retried.
+    NotRetryable(JobRecord),
+    NotFound,
+}
+
 /// An output file to store.
 pub struct NewOutput<'a> {
     pub name: &'a str,
@@ -96,7 +176,7 @@ pub struct NewOutput<'a> {
 }
 
 const RECORD_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, duration_ms, \
-     error, attempts, lease_ms, dispatch, \
+     error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, retried_by, \
      (SELECT json_group_array(json_object('name', o.name, 'content_type', o.content_type, 'size', o.size)) \
         FROM (SELECT name, content_type, size FROM job_outputs WHERE job_id = jobs.id ORDER BY name) o) AS outputs";
 
@@ -113,7 +193,8 @@ fn opt_i64(row: &Row<'_>, col: &str) -> Option<i64> {
 /// The `jobs` columns [`record`] reads, for `RETURNING` (no outputs: an update
 /// returning these knows them already).
 const ROW_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, \
-     duration_ms, error, attempts, lease_ms, dispatch";
+     duration_ms, error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, \
+     retried_by";
 
 fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
     let corrupt = |what: &str| DbError::Corrupt(format!("jobs row has a bad {what}"));
@@ -138,6 +219,16 @@ fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
         lease_ms: opt_i64(row, "lease_ms"),
         dispatch: row.get::<&str>("dispatch").unwrap_or("worker").to_string(),
         outputs,
+        cancel_requested: opt_i64(row, "cancel_requested").unwrap_or(0) != 0,
+        progress: row
+            .get::<&str>("progress")
+            .and_then(|p| serde_json::from_str(p).ok()),
+        retry_of: row
+            .get::<&str>("retry_of")
+            .and_then(|v| JobId::parse(v).ok()),
+        retried_by: row
+            .get::<&str>("retried_by")
+            .and_then(|v| JobId::parse(v).ok()),
     })
 }
 
@@ -146,30 +237,63 @@ fn records(result: &QueryResult) -> Result<Vec<JobRecord>, DbError> {
 }
 
 impl Db {
-    pub fn insert_job(
-        &self,
-        id: &JobId,
-        tool: &str,
-        params_json: &str,
-        created_ms: i64,
-        dispatch: &str,
-    ) -> Result<JobRecord, DbError> {
+    /// Inserts a queued job and its `job_created` event in one transaction: one commit
+    /// (one fsync at `synchronous = FULL`) before the 202. With an idempotency key, the
+    /// key is looked up and stored in the same transaction (`BEGIN IMMEDIATE`
+    /// serialises writers), so two concurrent requests with one key make one job.
+    pub fn insert_job(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
         self.with_schema(|db| {
-            db.execute(
-                "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch) \
-                 VALUES (?, ?, ?, 'queued', ?, ?)",
-                &[
-                    id_value(id),
-                    text(tool),
-                    text(params_json),
-                    Value::Integer(created_ms),
-                    text(dispatch),
-                ],
-            )
-            .map(|_| ())
-        })?;
-        // The new row is fully known: no need to read it back.
-        Ok(JobRecord::queued(*id, tool, created_ms, dispatch))
+            db.transaction(|db| {
+                if let Some(key) = &new.idempotency {
+                    let found = db.execute(
+                        "SELECT job_id, body_hash FROM idempotency_keys \
+                         WHERE scope = ? AND key = ? AND created_ms >= ?",
+                        &[text(key.scope), text(key.key), Value::Integer(key.valid_since_ms)],
+                    )?;
+                    let earlier = found.rows().next().map(|row| {
+                        (
+                            row.get::<&str>("job_id").and_then(|v| JobId::parse(v).ok()),
+                            row.get::<&str>("body_hash").unwrap_or_default() == key.body_hash,
+                        )
+                    });
+                    match earlier {
+                        Some((Some(job), true)) => return Ok(InsertOutcome::Replayed(job)),
+                        Some((_, false)) => return Ok(InsertOutcome::KeyReused),
+                        _ => {}
+                    }
+                    db.execute(
+                        "INSERT OR REPLACE INTO idempotency_keys (scope, key, body_hash, job_id, created_ms) \
+                         VALUES (?, ?, ?, ?, ?)",
+                        &[
+                            text(key.scope),
+                            text(key.key),
+                            text(key.body_hash),
+                            id_value(new.id),
+                            Value::Integer(new.created_ms),
+                        ],
+                    )?;
+                }
+                db.execute(
+                    "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch) \
+                     VALUES (?, ?, ?, 'queued', ?, ?)",
+                    &[
+                        id_value(new.id),
+                        text(new.tool),
+                        text(new.params_json),
+                        Value::Integer(new.created_ms),
+                        text(new.dispatch),
+                    ],
+                )?;
+                db.insert_event(new.id, new.event, new.created_ms, new.event_payload)?;
+                // The new row is fully known: no need to read it back.
+                Ok(InsertOutcome::Inserted(Box::new(JobRecord::queued(
+                    *new.id,
+                    new.tool,
+                    new.created_ms,
+                    new.dispatch,
+                ))))
+            })
+        })
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
@@ -232,36 +356,47 @@ impl Db {
         now_ms: i64,
         lease_ms: i64,
         max_attempts: i64,
+        event: &NewEvent<'_>,
     ) -> Result<Option<Claimed>, DbError> {
         self.with_schema(|db| {
-            let r = db.execute(
-                &format!(
+            db.transaction(|db| {
+                let r = db.execute(
+                    &format!(
                     "UPDATE jobs SET status = 'running', started_ms = ?, lease_ms = ?, runner = ?, \
                        attempts = attempts + 1 \
-                     WHERE id = ? AND attempts < ? \
+                     WHERE id = ? AND attempts < ? AND cancel_requested = 0 \
                        AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
                      RETURNING params, {ROW_COLUMNS}"
                 ),
-                &[
-                    Value::Integer(now_ms),
-                    Value::Integer(lease_ms),
-                    text(runner),
-                    id_value(id),
-                    Value::Integer(max_attempts),
-                    Value::Integer(now_ms),
-                ],
-            )?;
-            let claimed = r
-                .rows()
-                .next()
-                .map(|row| {
-                    Ok(Claimed {
-                        record: record(&row)?,
-                        params: row.get::<&str>("params").unwrap_or("{}").to_string(),
+                    &[
+                        Value::Integer(now_ms),
+                        Value::Integer(lease_ms),
+                        text(runner),
+                        id_value(id),
+                        Value::Integer(max_attempts),
+                        Value::Integer(now_ms),
+                    ],
+                )?;
+                let claimed = r
+                    .rows()
+                    .next()
+                    .map(|row| {
+                        Ok::<_, DbError>(Claimed {
+                            record: record(&row)?,
+                            params: row.get::<&str>("params").unwrap_or("{}").to_string(),
+                        })
                     })
-                })
-                .transpose();
-            claimed
+                    .transpose()?;
+                if let Some(c) = &claimed {
+                    db.insert_event(
+                        id,
+                        event.kind,
+                        event.at_ms,
+                        &event.payload.render(&c.record),
+                    )?;
+                }
+                Ok(claimed)
+            })
         })
     }
 
@@ -274,6 +409,7 @@ impl Db {
         now_ms: i64,
         duration_ms: i64,
         outputs: &[NewOutput<'_>],
+        event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
         self.with_schema(|db| {
             db.transaction(|db| {
@@ -318,6 +454,7 @@ impl Db {
                     .collect();
                 // In the order a read gives them (by name).
                 finished.outputs.sort_by(|a, b| a.name.cmp(&b.name));
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(&finished))?;
                 Ok(Some(finished))
             })
         })
@@ -331,8 +468,10 @@ impl Db {
         runner: Option<&str>,
         now_ms: i64,
         error: &str,
+        event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
         self.with_schema(|db| {
+            db.transaction(|db| {
             let (cond, mut params) = match runner {
                 Some(r) => ("status = 'running' AND runner = ?", vec![text(r)]),
                 None => ("status IN ('queued', 'running')", vec![]),
@@ -349,8 +488,12 @@ impl Db {
                 &all,
             )?;
             // A failed job has no outputs (they are stored only on completion).
-            let failed = r.rows().next().map(|row| record(&row)).transpose();
-            failed
+            let failed = r.rows().next().map(|row| record(&row)).transpose()?;
+            if let Some(f) = &failed {
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(f))?;
+            }
+            Ok(failed)
+            })
         })
     }
 
@@ -405,24 +548,271 @@ impl Db {
         })
     }
 
-    pub fn record_event(
+    /// Cancels a queued job at once (`Cancelled`), or asks a running one to stop at its
+    /// tool's next check (`Requested`). `None`: no such job; a final job comes back as
+    /// `Final`.
+    pub fn cancel_job(
+        &self,
+        id: &JobId,
+        now_ms: i64,
+        event: &NewEvent<'_>,
+    ) -> Result<Option<CancelOutcome>, DbError> {
+        self.with_schema(|db| {
+            db.transaction(|db| {
+                let queued = db.execute(
+                    &format!(
+                        "UPDATE jobs SET status = 'cancelled', finished_ms = ?, lease_ms = NULL \
+                         WHERE id = ? AND status = 'queued' RETURNING {ROW_COLUMNS}"
+                    ),
+                    &[Value::Integer(now_ms), id_value(id)],
+                )?;
+                if let Some(row) = queued.rows().next() {
+                    let cancelled = record(&row)?;
+                    db.insert_event(
+                        id,
+                        event.kind,
+                        event.at_ms,
+                        &event.payload.render(&cancelled),
+                    )?;
+                    return Ok(Some(CancelOutcome::Cancelled(cancelled)));
+                }
+                let running = db.execute(
+                    &format!(
+                        "UPDATE jobs SET cancel_requested = 1 \
+                         WHERE id = ? AND status = 'running' RETURNING {ROW_COLUMNS}"
+                    ),
+                    &[id_value(id)],
+                )?;
+                if let Some(row) = running.rows().next() {
+                    return Ok(Some(CancelOutcome::Requested(record(&row)?)));
+                }
+                Ok(None)
+            })
+        })
+        .and_then(|outcome| match outcome {
+            Some(o) => Ok(Some(o)),
+            None => Ok(self.job(id)?.map(CancelOutcome::Final)),
+        })
+    }
+
+    /// Whether a cancel was asked for this job (the runner's cooperative check).
+    pub fn cancel_requested(&self, id: &JobId) -> Result<bool, DbError> {
+        let r = self.execute(
+            "SELECT cancel_requested FROM jobs WHERE id = ?",
+            &[id_value(id)],
+        )?;
+        let requested = r
+            .rows()
+            .next()
+            .and_then(|row| row.get::<i64>("cancel_requested"))
+            .unwrap_or(0);
+        Ok(requested != 0)
+    }
+
+    /// Ends a running job as cancelled: held by `runner`, or (without one) a job whose
+    /// runner is gone and whose cancel was asked for.
+    pub fn finish_cancelled(
+        &self,
+        id: &JobId,
+        runner: Option<&str>,
+        now_ms: i64,
+        event: &NewEvent<'_>,
+    ) -> Result<Option<JobRecord>, DbError> {
+        self.with_schema(|db| {
+            db.transaction(|db| {
+                let (cond, extra) = match runner {
+                    Some(r) => ("runner = ?", Some(text(r))),
+                    None => ("cancel_requested = 1", None),
+                };
+                let mut params = vec![Value::Integer(now_ms), Value::Integer(now_ms), id_value(id)];
+                params.extend(extra);
+                let r = db.execute(
+                    &format!(
+                        "UPDATE jobs SET status = 'cancelled', finished_ms = ?, \
+                           duration_ms = CASE WHEN started_ms IS NULL THEN NULL ELSE ? - started_ms END, \
+                           lease_ms = NULL \
+                         WHERE id = ? AND status = 'running' AND {cond} RETURNING {ROW_COLUMNS}"
+                    ),
+                    &params,
+                )?;
+                let cancelled = r.rows().next().map(|row| record(&row)).transpose()?;
+                if let Some(c) = &cancelled {
+                    db.insert_event(id, event.kind, event.at_ms, &event.payload.render(c))?;
+                }
+                Ok(cancelled)
+            })
+        })
+    }
+
+    /// Stores a running job's progress with its `job_progress` event, if `runner` still
+    /// holds the job.
+    pub fn record_progress(
+        &self,
+        id: &JobId,
+        runner: &str,
+        progress: &Progress,
+        event: &NewEvent<'_>,
+    ) -> Result<Option<JobRecord>, DbError> {
+        let progress_json = serde_json::to_string(progress).unwrap_or_default();
+        self.transaction(|db| {
+            let r = db.execute(
+                &format!(
+                    "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND runner = ? \
+                     RETURNING {ROW_COLUMNS}"
+                ),
+                &[text(&progress_json), id_value(id), text(runner)],
+            )?;
+            let updated = r.rows().next().map(|row| record(&row)).transpose()?;
+            if let Some(u) = &updated {
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(u))?;
+            }
+            Ok(updated)
+        })
+    }
+
+    /// Creates `new_id`, a queued retry of the failed or cancelled job `old`, with the
+    /// same tool and params, linked both ways, and its `job_created` event; one commit.
+    /// A job is retried once: its retry can be retried in turn.
+    pub fn retry_job(
+        &self,
+        old: &JobId,
+        new_id: &JobId,
+        now_ms: i64,
+        event: &NewEvent<'_>,
+    ) -> Result<RetryOutcome, DbError> {
+        let outcome = self.with_schema(|db| {
+            db.transaction(|db| {
+                let linked = db.execute(
+                    "UPDATE jobs SET retried_by = ? \
+                     WHERE id = ? AND status IN ('failed', 'cancelled') AND retried_by IS NULL \
+                     RETURNING tool",
+                    &[id_value(new_id), id_value(old)],
+                )?;
+                let Some(tool) = linked
+                    .rows()
+                    .next()
+                    .and_then(|row| row.get::<&str>("tool").map(str::to_string))
+                else {
+                    return Ok(None);
+                };
+                db.execute(
+                    "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch, retry_of) \
+                     SELECT ?, tool, params, 'queued', ?, 'worker', id FROM jobs WHERE id = ?",
+                    &[id_value(new_id), Value::Integer(now_ms), id_value(old)],
+                )?;
+                let mut created = JobRecord::queued(*new_id, &tool, now_ms, "worker");
+                created.retry_of = Some(*old);
+                db.insert_event(
+                    new_id,
+                    event.kind,
+                    event.at_ms,
+                    &event.payload.render(&created),
+                )?;
+                Ok(Some(created))
+            })
+        })?;
+        match outcome {
+            Some(created) => Ok(RetryOutcome::Created(created)),
+            None => Ok(match self.job(old)? {
+                Some(record) => RetryOutcome::NotRetryable(record),
+                None => RetryOutcome::NotFound,
+            }),
+        }
+    }
+
+    /// Deletes up to `limit` jobs that finished before `before_ms`, with their outputs
+    /// and events, and idempotency keys older than `keys_before_ms`; adds the count to
+    /// the `jobs_purged` counter. One transaction. Answers the jobs that went.
+    pub fn purge_finished(
+        &self,
+        before_ms: i64,
+        keys_before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<JobId>, DbError> {
+        self.with_schema(|db| {
+            let r = db.execute(
+                "SELECT id FROM jobs INDEXED BY jobs_by_finished \
+                 WHERE finished_ms IS NOT NULL AND finished_ms < ? LIMIT ?",
+                &[Value::Integer(before_ms), Value::Integer(i64::from(limit))],
+            )?;
+            let purged: Vec<JobId> = r
+                .rows()
+                .filter_map(|row| JobId::parse(row.get::<&str>("id")?).ok())
+                .collect();
+            if purged.is_empty() {
+                return Ok(purged);
+            }
+            let ids: Vec<Value> = purged.iter().map(id_value).collect();
+            let marks = vec!["?"; ids.len()].join(", ");
+            db.transaction(|db| {
+                for table in ["job_outputs", "job_events"] {
+                    db.execute(
+                        &format!("DELETE FROM {table} WHERE job_id IN ({marks})"),
+                        &ids,
+                    )?;
+                }
+                db.execute(&format!("DELETE FROM jobs WHERE id IN ({marks})"), &ids)?;
+                db.execute(
+                    "DELETE FROM idempotency_keys WHERE created_ms < ?",
+                    &[Value::Integer(keys_before_ms)],
+                )?;
+                db.execute(
+                    "INSERT INTO counters (name, value) VALUES ('jobs_purged', ?) \
+                     ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                    &[Value::Integer(ids.len() as i64)],
+                )?;
+                Ok(purged.clone())
+            })
+        })
+    }
+
+    /// A counter kept with the data (0 when never set).
+    pub fn counter(&self, name: &str) -> Result<i64, DbError> {
+        self.with_schema(|db| {
+            let r = db.execute("SELECT value FROM counters WHERE name = ?", &[text(name)])?;
+            let value = r.rows().next().and_then(|row| row.get::<i64>("value"));
+            Ok(value.unwrap_or(0))
+        })
+    }
+
+    /// Appends an event to the job's log (what the SSE route replays).
+    pub fn insert_event(
         &self,
         id: &JobId,
         event: &str,
         at_ms: i64,
         payload: &str,
     ) -> Result<(), DbError> {
+        self.execute(
+            "INSERT INTO job_events (job_id, event, at_ms, payload) VALUES (?, ?, ?, ?)",
+            &[
+                id_value(id),
+                text(event),
+                Value::Integer(at_ms),
+                text(payload),
+            ],
+        )
+        .map(|_| ())
+    }
+
+    /// The next job a worker should run: the oldest queued one, else a running one
+    /// whose runner let its lease expire.
+    pub fn next_runnable(&self, now_ms: i64) -> Result<Option<(JobId, String)>, DbError> {
         self.with_schema(|db| {
-            db.execute(
-                "INSERT INTO job_events (job_id, event, at_ms, payload) VALUES (?, ?, ?, ?)",
-                &[
-                    id_value(id),
-                    text(event),
-                    Value::Integer(at_ms),
-                    text(payload),
-                ],
-            )
-            .map(|_| ())
+            let r = db.execute(
+                "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
+                   WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
+                 UNION ALL \
+                 SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
+                   WHERE status = 'running' AND lease_ms < ? LIMIT 1) \
+                 LIMIT 1",
+                &[Value::Integer(now_ms)],
+            )?;
+            let next = r.rows().next().and_then(|row| {
+                let id = JobId::parse(row.get::<&str>("id")?).ok()?;
+                Some((id, row.get::<&str>("tool")?.to_string()))
+            });
+            Ok(next)
         })
     }
 

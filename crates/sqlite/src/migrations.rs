@@ -1,5 +1,9 @@
-//! Schema migrations: the SQL files in `migrations/`, embedded at build time.
+//! Schema migrations: the SQL files in `migrations/`, embedded at build time, and the
+//! pure part of deciding which of them a database needs (applied by `Db::migrate`).
 
+use crate::DbError;
+
+#[derive(Debug)]
 pub struct Migration {
     pub version: u32,
     pub sql: &'static str,
@@ -14,7 +18,31 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         sql: include_str!("../../../migrations/0002_duration_index.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../../migrations/0003_job_control.sql"),
+    },
 ];
+
+/// The newest schema version among `known` (0 when there is none).
+pub fn latest(known: &[Migration]) -> u32 {
+    known.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The migrations a database at schema version `current` still needs, oldest first:
+/// those of `known` (sorted by version) above `current`. A database newer than every
+/// known migration was migrated by a newer data20, and this build must not write to it.
+pub fn pending(known: &[Migration], current: u32) -> Result<&[Migration], DbError> {
+    let newest = latest(known);
+    if current > newest {
+        return Err(DbError::SchemaTooNew {
+            found: current,
+            known: newest,
+        });
+    }
+    let first_pending = known.partition_point(|m| m.version <= current);
+    Ok(&known[first_pending..])
+}
 
 /// Splits a migration file into statements: Spin's SQLite runs one statement per call.
 /// Comment lines are dropped; statements end with `;` at the end of a line.
@@ -54,6 +82,66 @@ mod tests {
         assert!(stmts[0].starts_with("CREATE TABLE t"));
         assert!(!stmts[0].contains("trailing"));
         assert_eq!(stmts[1], "INSERT INTO t VALUES (1, 'x')");
+    }
+
+    const KNOWN: &[Migration] = &[
+        Migration {
+            version: 1,
+            sql: "",
+        },
+        Migration {
+            version: 2,
+            sql: "",
+        },
+        Migration {
+            version: 3,
+            sql: "",
+        },
+    ];
+
+    fn versions(migrations: &[Migration]) -> Vec<u32> {
+        migrations.iter().map(|m| m.version).collect()
+    }
+
+    #[test]
+    fn an_empty_database_needs_every_migration_in_order() {
+        assert_eq!(versions(pending(KNOWN, 0).unwrap()), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_database_part_way_needs_only_the_later_migrations() {
+        assert_eq!(versions(pending(KNOWN, 1).unwrap()), [2, 3]);
+        assert_eq!(versions(pending(KNOWN, 2).unwrap()), [3]);
+    }
+
+    #[test]
+    fn a_database_at_the_latest_version_needs_nothing() {
+        // The recheck under the write lock relies on this: a node that waited while
+        // another migrated finds nothing left to apply.
+        assert!(pending(KNOWN, 3).unwrap().is_empty());
+        assert!(pending(MIGRATIONS, latest(MIGRATIONS)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_database_newer_than_this_build_is_refused() {
+        let refused = pending(KNOWN, 4).unwrap_err();
+        assert_eq!(refused, DbError::SchemaTooNew { found: 4, known: 3 });
+        let message = refused.to_string();
+        assert!(
+            message.contains("version 4") && message.contains("version 3"),
+            "{message}"
+        );
+        assert!(matches!(
+            pending(MIGRATIONS, latest(MIGRATIONS) + 1),
+            Err(DbError::SchemaTooNew { .. })
+        ));
+    }
+
+    #[test]
+    fn no_known_migrations_means_version_zero() {
+        assert_eq!(latest(&[]), 0);
+        assert!(pending(&[], 0).unwrap().is_empty());
+        assert!(pending(&[], 1).is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Db {
                 *per_tool.entry(status.to_string()).or_default() += n;
                 *per_tool.entry("total".to_string()).or_default() += n;
             }
-            for s in ["queued", "running", "completed", "failed"] {
+            for s in ["queued", "running", "completed", "failed", "cancelled"] {
                 stats.by_status.entry(s.to_string()).or_default();
             }
             let r = db.execute(

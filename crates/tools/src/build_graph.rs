@@ -286,8 +286,11 @@ pub fn layout(g: &Graph, deadline: &Deadline) -> Result<Vec<(f64, f64)>, ToolErr
     let iterations = if n <= 500 { 200 } else { 80 };
     let mut temperature = size / 10.0;
     let cell = 2.0 * k;
-    for _ in 0..iterations {
-        deadline.check()?;
+    for iteration in 0..iterations {
+        deadline.progress(
+            0.1 + 0.85 * f64::from(iteration) / f64::from(iterations),
+            &format!("layout: iteration {} of {iterations}", iteration + 1),
+        )?;
         let mut disp = vec![(0.0, 0.0); n];
         let mut grid: HashMap<(i64, i64), Vec<usize>> = HashMap::new();
         for (i, &(x, y)) in pos.iter().enumerate() {
@@ -473,7 +476,7 @@ header{{padding:8px 12px;border-bottom:1px solid #ddd;background:#fff}}
 h1{{font-size:18px;margin:0}} small{{color:#555}}
 svg{{width:100vw;height:calc(100vh - 52px);display:block;cursor:grab}}
 line{{stroke:#999;stroke-opacity:.6}} .node circle{{stroke:#fff;stroke-width:1.5;cursor:pointer}}
-text{{font-size:11px;fill:#222;pointer-events:none}}
+text{{fill:#222;pointer-events:none;paint-order:stroke;stroke:#fff;stroke-width:.3em;stroke-linejoin:round}}
 .dim{{opacity:.15}} .hi line,.hi{{stroke:#d62728;stroke-opacity:1}}
 </style></head>
 <body>
@@ -488,7 +491,11 @@ var data=JSON.parse(document.getElementById('graph-data').textContent);
 var svg=document.getElementById('graph'),view=document.getElementById('view');
 var nodes=[].slice.call(document.querySelectorAll('.node')),lines=[].slice.call(document.querySelectorAll('#edges line'));
 var tx=0,ty=0,s=1,drag=null,last=null;
-function apply(){{view.setAttribute('transform','translate('+tx+','+ty+') scale('+s+')');}}
+// Labels stay about 13 screen pixels high whatever the frame's width and the zoom:
+// the drawing is 1040 units wide, so a fixed size in units would shrink with the frame.
+function apply(){{view.setAttribute('transform','translate('+tx+','+ty+') scale('+s+')');
+ view.style.fontSize=(13*1040/Math.max(200,svg.clientWidth)/s)+'px';}}
+window.addEventListener('resize',apply);
 function pt(e){{var p=svg.createSVGPoint();p.x=e.clientX;p.y=e.clientY;return p.matrixTransform(svg.getScreenCTM().inverse());}}
 svg.addEventListener('wheel',function(e){{e.preventDefault();var p=pt(e),f=e.deltaY<0?1.15:1/1.15;tx=p.x-(p.x-tx)*f;ty=p.y-(p.y-ty)*f;s*=f;apply();}},{{passive:false}});
 svg.addEventListener('mousedown',function(e){{var n=e.target.closest('.node');drag=n?n:'pan';last=pt(e);}});
@@ -520,7 +527,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn deadline() -> Deadline {
+    fn deadline() -> Deadline<'static> {
         Deadline::after(Duration::from_secs(20))
     }
 

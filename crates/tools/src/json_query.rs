@@ -43,16 +43,28 @@ pub fn query(
             },
         )
         .map_err(|errs| {
+            let problems: Vec<String> = errs
+                .iter()
+                .flat_map(|(_, e)| describe_load_error(filter, e))
+                .collect();
             ToolError::InvalidInput(format!(
-                "the jq filter does not parse ({} error(s)): {errs:?}",
-                errs.len()
+                "the jq filter does not parse: {}",
+                problems.join("; ")
             ))
         })?;
     let compiled = Compiler::default()
         .with_funs(jaq_std::funs().chain(jaq_json::funs()))
         .compile(modules)
         .map_err(|errs| {
-            ToolError::InvalidInput(format!("the jq filter does not compile: {errs:?}"))
+            let problems: Vec<String> = errs
+                .iter()
+                .flat_map(|(_, undefined)| undefined.iter())
+                .map(|(name, what)| describe_undefined(filter, name, what))
+                .collect();
+            ToolError::InvalidInput(format!(
+                "the jq filter does not compile: {}",
+                problems.join("; ")
+            ))
         })?;
     let inputs = RcIter::new(core::iter::empty());
     let mut results = Vec::new();
@@ -70,6 +82,79 @@ pub fn query(
         }
     }
     Ok(results)
+}
+
+/// Where `part` (a slice of `code`, as jaq reports) starts: "line L, column C", or
+/// "the end of the filter" for an empty slice at the end, or `None` when `part` is not
+/// in `code` (jq's standard library).
+fn position(code: &str, part: &str) -> Option<String> {
+    let offset = (part.as_ptr() as usize).checked_sub(code.as_ptr() as usize)?;
+    if offset > code.len() || !code.is_char_boundary(offset) {
+        return None;
+    }
+    if offset == code.len() {
+        return Some("the end of the filter".into());
+    }
+    let before = &code[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    Some(format!("line {line}, column {column}"))
+}
+
+/// The first few characters of what jaq found instead.
+fn found(part: &str) -> String {
+    let snippet: String = part.chars().take(20).collect();
+    if snippet.is_empty() {
+        "nothing".into()
+    } else {
+        format!("{snippet:?}")
+    }
+}
+
+fn at(code: &str, part: &str) -> String {
+    position(code, part).map_or_else(String::new, |p| format!(" at {p}"))
+}
+
+fn describe_load_error(code: &str, err: &jaq_core::load::Error<&str>) -> Vec<String> {
+    use jaq_core::load::Error;
+    match err {
+        Error::Io(errs) => errs
+            .iter()
+            .map(|(path, msg)| format!("cannot load module {path:?}: {msg}"))
+            .collect(),
+        Error::Lex(errs) => errs
+            .iter()
+            .map(|(expect, part)| {
+                format!(
+                    "expected {}{}, found {}",
+                    expect.as_str(),
+                    at(code, part),
+                    found(part)
+                )
+            })
+            .collect(),
+        Error::Parse(errs) => errs
+            .iter()
+            .map(|(expect, part)| {
+                format!(
+                    "expected {}{}, found {}",
+                    expect.as_str(),
+                    at(code, part),
+                    found(part)
+                )
+            })
+            .collect(),
+    }
+}
+
+fn describe_undefined(code: &str, name: &str, what: &jaq_core::compile::Undefined) -> String {
+    use jaq_core::compile::Undefined;
+    let thing = match what {
+        Undefined::Filter(arity) => format!("filter `{name}/{arity}`"),
+        Undefined::Var => format!("variable `{name}`"),
+        other => format!("{} `{name}`", other.as_str()),
+    };
+    format!("undefined {thing}{}", at(code, name))
 }
 
 pub fn run(params: &Value, deadline: &Deadline) -> Result<Vec<Output>, ToolError> {
@@ -146,6 +231,38 @@ mod tests {
             q("error(\"boom\")", json!(1)),
             Err(ToolError::InvalidInput(_))
         ));
+    }
+
+    fn message(filter: &str) -> String {
+        match q(filter, json!(1)) {
+            Err(ToolError::InvalidInput(m)) => m,
+            other => panic!("{filter}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn filter_errors_say_what_is_wrong_and_where() {
+        // The case the issue reported: jq's $ENV, which jaq has not defined.
+        assert_eq!(
+            message("$ENV"),
+            "the jq filter does not compile: undefined variable `$ENV` at line 1, column 1"
+        );
+        assert_eq!(
+            message(".a | nosuch(1)"),
+            "the jq filter does not compile: undefined filter `nosuch/1` at line 1, column 6"
+        );
+        assert_eq!(
+            message(".a |\n  [1, 2"),
+            "the jq filter does not parse: expected closing bracket at the end of the filter, found nothing"
+        );
+        let misplaced = message(".a |\n  {b: 1} }");
+        assert!(misplaced.contains("at line 2, column 10"), "{misplaced}");
+        for m in [message("$ENV"), message(".["), message("if . then 1")] {
+            assert!(
+                !m.contains("File {") && !m.contains("code:"),
+                "no Debug dump: {m}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod markdown_render;
 pub mod schema;
 pub mod text_stats;
 
-pub use deadline::Deadline;
+pub use deadline::{Deadline, Supervisor};
 
 use serde_json::Value;
 
@@ -42,6 +42,9 @@ pub enum ToolError {
     /// The tool ran past its timeout.
     #[error("timeout: the tool ran longer than {0} s")]
     Timeout(u64),
+    /// The job was cancelled while the tool ran.
+    #[error("cancelled while running")]
+    Cancelled,
     #[error("no tool named {0:?} is built into this runner")]
     Unknown(String),
 }

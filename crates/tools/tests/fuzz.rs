@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn deadline() -> Deadline {
+fn deadline() -> Deadline<'static> {
     Deadline::after(Duration::from_secs(5))
 }
 

@@ -1,0 +1,105 @@
+//! Job control: POST /api/jobs/{id}/cancel and POST /api/jobs/{id}/retry. Both need
+//! the bearer token when `api_token` is set, as POST /api/run does.
+
+use data20_domain::{ApiError, JobId};
+use data20_http::gate::gated;
+use data20_http::{error, header};
+use data20_jobs::{db_error, Cancel, Jobs};
+use data20_sqlite::Db;
+use serde_json::json;
+use spin_sdk::http::{Request, Response};
+
+/// The action and raw id when `path` is `/api/jobs/{id}/cancel` or `…/retry`.
+pub fn route(path: &str) -> Option<(Action, &str)> {
+    let rest = path.strip_prefix("/api/jobs/")?;
+    let (id, action) = rest.split_once('/')?;
+    let action = match action {
+        "cancel" => Action::Cancel,
+        "retry" => Action::Retry,
+        _ => return None,
+    };
+    Some((action, id))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Cancel,
+    Retry,
+}
+
+pub fn handle(req: &Request, action: Action, raw_id: &str) -> Response {
+    let settings = data20_http::settings();
+    let redis = data20_http::redis(&settings);
+    gated(req, &settings, &redis, None, |_| {
+        let answer = (|| {
+            data20_http::auth::check_bearer(settings.api_token(), header(req, "authorization")?)?;
+            let id = JobId::parse(raw_id)?;
+            let db = Db::open().map_err(db_error)?;
+            let jobs = Jobs {
+                db: &db,
+                redis: &redis,
+                settings: &settings,
+                source: "api",
+            };
+            match action {
+                Action::Cancel => cancel(&jobs, &id),
+                Action::Retry => retry(&jobs, &id),
+            }
+        })();
+        answer.unwrap_or_else(|e| error(&e))
+    })
+}
+
+/// 200 with the cancelled job; 202 while a running job gets to its next check.
+fn cancel(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
+    Ok(match jobs.cancel(id)? {
+        Cancel::Done(record) => data20_http::json(200, &record.view()),
+        Cancel::Requested(record) => data20_http::json(202, &record.view()),
+    })
+}
+
+/// 202 with the new job, as POST /api/run answers. A retry nobody can run (no worker
+/// heard it) runs here after the response, as an inline run does.
+fn retry(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
+    let (record, dispatch) = jobs.retry(id)?;
+    if dispatch == data20_jobs::Dispatch::Inline {
+        let (new_id, tool) = (record.id, record.tool.clone());
+        data20_http::deferred::after_response(move || {
+            let Ok(db) = Db::open() else { return };
+            Jobs::detached(db, data20_http::settings(), "api", |jobs| {
+                let done = data20_http::registry::fetch(jobs.settings, jobs.redis)
+                    .and_then(|registry| jobs.run(&registry, &new_id, &tool));
+                if let Err(e) = done {
+                    data20_http::log_warn(&format!("running retry {new_id} inline failed: {e}"));
+                }
+            })
+        });
+    }
+    let view = record.view();
+    let mut resp = data20_http::json(
+        202,
+        &json!({
+            "job_id": view.job_id,
+            "status": view.status,
+            "dispatch": dispatch.as_str(),
+            "retry_of": view.retry_of,
+            "links": view.links,
+        }),
+    );
+    resp.set_header("location", view.links.self_.clone());
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/api/jobs/abc/cancel"), Some((Action::Cancel, "abc")));
+        assert_eq!(route("/api/jobs/abc/retry"), Some((Action::Retry, "abc")));
+        assert_eq!(route("/api/jobs/abc/events"), None);
+        assert_eq!(route("/api/jobs/abc"), None);
+        assert_eq!(route("/api/jobs/abc/cancel/x"), None);
+    }
+}
