@@ -318,17 +318,19 @@ fn finished_jobs_past_their_retention_are_purged_and_the_file_stops_growing() {
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum::<u64>()
     };
-    let first = submit_batch(1_500);
-    app.wait_final(first.last().unwrap(), FINISH);
-    let after_first = size();
+    let first = submit_batch(1_000);
+    submit_batch(1_000);
+    let warm = size();
     for _ in 0..2 {
-        submit_batch(1_500);
+        submit_batch(1_000);
     }
-    let after_third = size();
-    // Freed pages are reused: three times the jobs, about the same file.
+    let after = size();
+    // Freed pages are reused: twice the jobs since, about the same file (the WAL grows
+    // to its checkpoint size, about 4 MB, on the way); keeping every job would take
+    // 40 MB of text alone.
     assert!(
-        after_third <= after_first + after_first / 5,
-        "the database grew from {after_first} to {after_third} bytes"
+        after <= warm + warm / 4 && after < 15_000_000,
+        "the database and its WAL grew from {warm} to {after} bytes"
     );
     // The earliest jobs are gone, outputs and events included.
     let gone = app.get(&format!("/api/jobs/{}", first[0]));

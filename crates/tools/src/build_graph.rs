@@ -491,10 +491,10 @@ var data=JSON.parse(document.getElementById('graph-data').textContent);
 var svg=document.getElementById('graph'),view=document.getElementById('view');
 var nodes=[].slice.call(document.querySelectorAll('.node')),lines=[].slice.call(document.querySelectorAll('#edges line'));
 var tx=0,ty=0,s=1,drag=null,last=null;
-// Labels stay about 13 screen pixels high whatever the frame's width and the zoom:
-// the drawing is 1040 units wide, so a fixed size in units would shrink with the frame.
+// Labels stay about 13 screen pixels high whatever the frame's size and the zoom: the
+// drawing is 1040 units across, so a fixed size in units would shrink with the frame.
 function apply(){{view.setAttribute('transform','translate('+tx+','+ty+') scale('+s+')');
- view.style.fontSize=(13*1040/Math.max(200,svg.clientWidth)/s)+'px';}}
+ var m=svg.getScreenCTM(),unit=m&&m.a>0?m.a:1;view.style.fontSize=(13/unit/s)+'px';}}
 window.addEventListener('resize',apply);
 function pt(e){{var p=svg.createSVGPoint();p.x=e.clientX;p.y=e.clientY;return p.matrixTransform(svg.getScreenCTM().inverse());}}
 svg.addEventListener('wheel',function(e){{e.preventDefault();var p=pt(e),f=e.deltaY<0?1.15:1/1.15;tx=p.x-(p.x-tx)*f;ty=p.y-(p.y-ty)*f;s*=f;apply();}},{{passive:false}});
