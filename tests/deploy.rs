@@ -6,11 +6,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(unsafe_code)] // setpgid, prctl(PR_SET_PDEATHSIG) and kill for the Spin process group.
 
-use data20_e2e::{free_port, repo_root, require, wait_for};
+use data20_e2e::{free_port, repo_root, require, spawn_group, wait_for};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use std::collections::BTreeSet;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use toml::Value as Toml;
@@ -306,21 +305,6 @@ fn the_spinapps_runtime_config_configures_every_store_their_components_open() {
             .unwrap(),
         example_secret("data20-secrets", "redis-url")
     );
-}
-
-/// Spawns `cmd` as the leader of a new process group that receives SIGTERM when this
-/// test process dies: `spin up` runs the trigger in a child process, and killing the
-/// group is what stops both.
-fn spawn_group(cmd: &mut Command) -> Child {
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
 fn kill_group(child: &mut Child) {

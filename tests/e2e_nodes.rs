@@ -11,11 +11,11 @@
 #![allow(unsafe_code)] // setpgid, prctl(PR_SET_PDEATHSIG) and kill for node 2's processes.
 
 use data20_e2e::{
-    example_params, free_port, repo_root, wait_for, wait_until, Options, Reply, Subscriber, TestApp,
+    example_params, free_port, repo_root, spawn_group, spin_manifest, wait_for, wait_until,
+    Options, Reply, Subscriber, TestApp,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
@@ -116,22 +116,9 @@ impl SecondNode {
             Some(b) => req.send_string(&b.to_string()),
             None => req.call(),
         };
-        let resp = match result {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => Reply::read(r),
             Err(e) => panic!("node 2: {method} {path}: {e}\n{}", self.log()),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-            .collect();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
-        Reply {
-            status,
-            headers,
-            body,
         }
     }
 
@@ -199,25 +186,9 @@ impl Drop for SecondNode {
     }
 }
 
-/// Spawns `cmd` as the leader of a new process group that receives SIGTERM when this
-/// test process dies, however it dies (the pattern of `data20_e2e`'s own helper).
-fn spawn_group(cmd: &mut Command) -> Child {
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setpgid(0, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    cmd.spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
-}
-
 /// The components spin.toml's HTTP triggers run: what scripts/up starts with `-c`.
 fn http_components() -> BTreeSet<String> {
-    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
-    let manifest: toml::Value = toml::from_str(&text).unwrap();
-    manifest["trigger"]["http"]
+    spin_manifest()["trigger"]["http"]
         .as_array()
         .unwrap()
         .iter()

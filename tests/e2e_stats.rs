@@ -1,7 +1,7 @@
 //! Stats, health and the OpenAPI document, end to end.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use data20_e2e::{example_params, repo_root, Options, TestApp};
+use data20_e2e::{example_params, spin_manifest, Options, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -106,9 +106,7 @@ fn stats_match_the_jobs_run_and_survive_a_redis_outage() {
 
 /// `/api/tools/...` in spin.toml → the literal prefix `/api/tools`.
 fn manifest_routes() -> Vec<String> {
-    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
-    let manifest: toml::Value = toml::from_str(&text).unwrap();
-    manifest["trigger"]["http"]
+    spin_manifest()["trigger"]["http"]
         .as_array()
         .unwrap()
         .iter()

@@ -26,6 +26,12 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `spin.toml`, parsed.
+pub fn spin_manifest() -> toml::Value {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    toml::from_str(&text).unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -47,7 +53,7 @@ pub fn require(tool: &str, hint: &str) {
 
 /// Spawns `cmd` as the leader of a new process group that receives SIGTERM when this
 /// test process dies, however it dies.
-fn spawn_group(cmd: &mut Command) -> Child {
+pub fn spawn_group(cmd: &mut Command) -> Child {
     unsafe {
         cmd.pre_exec(|| {
             libc::setpgid(0, 0);
@@ -59,7 +65,8 @@ fn spawn_group(cmd: &mut Command) -> Child {
         .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
-fn kill_group(child: &mut Child) {
+/// Stops `child`'s process group: SIGTERM, up to 5 s, then SIGKILL.
+pub fn kill_group(child: &mut Child) {
     let pgid = child.id() as i32;
     unsafe {
         libc::kill(-pgid, libc::SIGTERM);
@@ -196,6 +203,23 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole answer (any status) into a `Reply`.
+    pub fn read(resp: ureq::Response) -> Reply {
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -456,23 +480,9 @@ impl TestApp {
             Some(b) => req.send_bytes(b),
             None => req.call(),
         };
-        let resp = match result {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
+        match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => Reply::read(r),
             Err(e) => panic!("{method} {path}: {e}\n--- app log ---\n{}", self.log()),
-        };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-            .collect();
-        let mut body = Vec::new();
-        std::io::Read::read_to_end(&mut resp.into_reader(), &mut body).unwrap();
-        Reply {
-            status,
-            headers,
-            body,
         }
     }
 

@@ -6,7 +6,6 @@ use data20_http::gate::gated;
 use data20_http::{error, header};
 use data20_jobs::{db_error, Cancel, Jobs};
 use data20_sqlite::Db;
-use serde_json::json;
 use spin_sdk::http::{Request, Response};
 
 /// The action and raw id when `path` is `/api/jobs/{id}/cancel` or `…/retry`.
@@ -75,19 +74,7 @@ fn retry(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
             })
         });
     }
-    let view = record.view();
-    let mut resp = data20_http::json(
-        202,
-        &json!({
-            "job_id": view.job_id,
-            "status": view.status,
-            "dispatch": dispatch.as_str(),
-            "retry_of": view.retry_of,
-            "links": view.links,
-        }),
-    );
-    resp.set_header("location", view.links.self_.clone());
-    Ok(resp)
+    Ok(data20_http::accepted(&record.view(), dispatch.as_str()))
 }
 
 #[cfg(test)]

@@ -158,17 +158,7 @@ fn run(
             })
         });
     }
-    let view = record.view();
-    let mut resp = data20_http::json(
-        202,
-        &json!({
-            "job_id": view.job_id,
-            "status": view.status,
-            "dispatch": dispatch.as_str(),
-            "links": view.links,
-        }),
-    );
-    resp.set_header("location", view.links.self_.clone());
+    let mut resp = data20_http::accepted(&record.view(), dispatch.as_str());
     if replayed {
         // The IETF draft leaves the marker to the server; Stripe's name for it.
         resp.set_header("idempotent-replayed", "true");

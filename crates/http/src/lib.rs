@@ -98,6 +98,23 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
     }
 }
 
+/// The **202** for a new job (POST /api/run, a retry): `{job_id, status, dispatch,
+/// links}` (and `retry_of` for a retry), with `Location` on the job.
+pub fn accepted(view: &data20_domain::JobView, dispatch: &str) -> Response {
+    let mut body = serde_json::json!({
+        "job_id": view.job_id,
+        "status": view.status,
+        "dispatch": dispatch,
+        "links": view.links,
+    });
+    if let Some(old) = view.retry_of {
+        body["retry_of"] = serde_json::json!(old);
+    }
+    let mut resp = json(202, &body);
+    resp.set_header("location", view.links.self_.clone());
+    resp
+}
+
 pub fn error(err: &ApiError) -> Response {
     let mut resp = json_bytes(err.status(), err.to_json());
     match err {

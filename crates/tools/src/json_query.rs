@@ -115,6 +115,10 @@ fn at(code: &str, part: &str) -> String {
     position(code, part).map_or_else(String::new, |p| format!(" at {p}"))
 }
 
+fn expected(code: &str, what: &str, part: &str) -> String {
+    format!("expected {what}{}, found {}", at(code, part), found(part))
+}
+
 fn describe_load_error(code: &str, err: &jaq_core::load::Error<&str>) -> Vec<String> {
     use jaq_core::load::Error;
     match err {
@@ -124,25 +128,11 @@ fn describe_load_error(code: &str, err: &jaq_core::load::Error<&str>) -> Vec<Str
             .collect(),
         Error::Lex(errs) => errs
             .iter()
-            .map(|(expect, part)| {
-                format!(
-                    "expected {}{}, found {}",
-                    expect.as_str(),
-                    at(code, part),
-                    found(part)
-                )
-            })
+            .map(|(expect, part)| expected(code, expect.as_str(), part))
             .collect(),
         Error::Parse(errs) => errs
             .iter()
-            .map(|(expect, part)| {
-                format!(
-                    "expected {}{}, found {}",
-                    expect.as_str(),
-                    at(code, part),
-                    found(part)
-                )
-            })
+            .map(|(expect, part)| expected(code, expect.as_str(), part))
             .collect(),
     }
 }
