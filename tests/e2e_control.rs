@@ -120,6 +120,31 @@ fn a_running_job_stops_at_its_next_check_and_reports_progress() {
 }
 
 #[test]
+fn build_graph_on_a_few_thousand_edges_reports_progress() {
+    let app = TestApp::start();
+    let (id, _) = app.submit("build_graph", big_graph(3_000));
+    let done = app.wait_final(&id, FINISH);
+    assert_eq!(done["status"], "completed", "{done}");
+    let sse = app.get(&format!("/api/jobs/{id}/events")).sse_events();
+    assert!(
+        sse.iter().any(|e| e == "job_progress"),
+        "no job_progress in {} ms: {sse:?}",
+        done["duration_ms"]
+    );
+    // The example (three edges) ends before its first report is due.
+    let (small, _) = app.submit(
+        "build_graph",
+        json!({"edges": [{"source": "a", "target": "b"}]}),
+    );
+    app.wait_final(&small, FINISH);
+    let small_events = app.get(&format!("/api/jobs/{small}/events")).sse_events();
+    assert_eq!(
+        small_events,
+        ["job_created", "job_started", "job_completed"]
+    );
+}
+
+#[test]
 fn cancel_racing_completion_ends_each_job_exactly_once() {
     let app = Arc::new(TestApp::start());
     let sub = Subscriber::new(&app.redis.url());

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 pub const POLL_EVERY: Duration = Duration::from_millis(200);
 /// How often progress may be reported: a few events a second per job at most.
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// When the first report may go out: a job shorter than this reports nothing, one of
+/// a tenth of a second (`build_graph` on a few thousand edges) already does.
+pub const FIRST_PROGRESS_AFTER: Duration = Duration::from_millis(50);
 
 /// The runner's side of a running tool.
 pub trait Supervisor {
@@ -54,12 +57,14 @@ impl<'s> Deadline<'s> {
     }
 
     /// A deadline whose checks also ask `supervisor` (cancellation, progress). The
-    /// first progress report goes out one interval after the start: a job that ends
-    /// sooner reports none.
+    /// first progress report goes out [`FIRST_PROGRESS_AFTER`] the start, as if one had
+    /// gone out just before: a job that ends sooner reports none.
     pub fn supervised(timeout: Duration, supervisor: &'s dyn Supervisor) -> Deadline<'s> {
+        let now = Instant::now();
+        let as_if_reported = now.checked_sub(PROGRESS_EVERY - FIRST_PROGRESS_AFTER);
         Deadline {
             supervisor: Some(supervisor),
-            last_progress: Cell::new(Some(Instant::now())),
+            last_progress: Cell::new(Some(as_if_reported.unwrap_or(now))),
             ..Deadline::after(timeout)
         }
     }
