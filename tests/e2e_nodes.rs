@@ -11,8 +11,8 @@
 #![allow(unsafe_code)] // setpgid, prctl(PR_SET_PDEATHSIG) and kill for node 2's processes.
 
 use data20_e2e::{
-    example_params, free_port, repo_root, spawn_group, spin_manifest, wait_for, wait_until,
-    Options, Reply, Subscriber, TestApp,
+    example_params, free_port, repo_root, spawn_group, spin_manifest, spin_pids_under, wait_for,
+    wait_until, Options, Reply, Subscriber, TestApp,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -164,19 +164,7 @@ impl SecondNode {
 
     /// The node's Spin processes, found by its directory on their command lines.
     fn spin_pids(&self) -> Vec<u32> {
-        let dir = self.dir.to_string_lossy().into_owned();
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                String::from_utf8_lossy(&cmdline)
-                    .contains(dir.as_str())
-                    .then_some(pid)
-            })
-            .collect()
+        spin_pids_under(&self.dir)
     }
 }
 

@@ -177,6 +177,15 @@ fn connections_received(redis: &mut redis::Connection) -> u64 {
         .unwrap()
 }
 
+/// How often Redis ran `command` since its stats were last reset.
+fn command_calls(redis: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(redis).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 #[test]
 fn cached_reads_on_the_pooled_path_open_no_connection() {
     let reads = |path: &str| -> (u64, u64) {
@@ -189,12 +198,22 @@ fn cached_reads_on_the_pooled_path_open_no_connection() {
         app.wait_final(&id, Duration::from_secs(30));
         assert_eq!(app.get("/api/tools").status, 200);
         let mut redis = app.redis_conn();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut redis)
+            .unwrap();
         let before = connections_received(&mut redis);
         for _ in 0..20 {
             let tools = app.get("/api/tools");
             assert_eq!(tools.header("x-cache"), Some("HIT"));
             let status = app.get(&format!("/api/jobs/{id}"));
             assert_eq!(status.header("x-cache"), Some("HIT"));
+        }
+        // With a limit far away, the limiter never reads the previous window's counter:
+        // the only GETs are the 40 cache reads.
+        let gets = command_calls(&mut redis, "get");
+        if path == "pooled" {
+            assert_eq!(gets, 40, "GETs for 40 cached reads");
         }
         // Our own INFO connection counts once.
         (connections_received(&mut redis) - before, 40)

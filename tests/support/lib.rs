@@ -26,6 +26,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The pids of the Spin processes (`spin up` and its `spin trigger` children) whose
+/// command lines name `dir` (their state directory).
+pub fn spin_pids_under(dir: &Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("spin") && cmdline.contains(dir.as_ref())).then_some(pid)
+        })
+        .collect()
+}
+
 /// `spin.toml`, parsed.
 pub fn spin_manifest() -> toml::Value {
     let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
@@ -413,19 +430,7 @@ impl TestApp {
     /// The pids of this app's Spin processes (`spin up` and its `spin trigger` children),
     /// found by the state directory on their command lines.
     pub fn spin_pids(&self) -> Vec<u32> {
-        let state = self.dir.join("state");
-        let state = state.to_string_lossy();
-        std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
-                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-                let cmdline = String::from_utf8_lossy(&cmdline);
-                (cmdline.contains("spin") && cmdline.contains(state.as_ref())).then_some(pid)
-            })
-            .collect()
+        spin_pids_under(&self.dir.join("state"))
     }
 
     /// The largest peak resident set (VmHWM, KiB) among this app's Spin processes.

@@ -22,7 +22,7 @@ pub fn settings() -> Settings {
 
 /// The request's Redis client: hot reads on the path `redis_reads` names.
 pub fn redis(settings: &Settings) -> data20_redis::Redis {
-    data20_redis::Redis::with_reads(settings.redis_url(), settings.redis_reads())
+    data20_redis::Redis::from_settings(settings)
 }
 
 pub use data20_domain::log::warn as log_warn;

@@ -250,7 +250,7 @@ impl Jobs<'_> {
         source: &'static str,
         work: impl FnOnce(&Jobs<'_>),
     ) {
-        let redis = Redis::with_reads(settings.redis_url(), settings.redis_reads());
+        let redis = Redis::from_settings(&settings);
         work(&Jobs {
             db: &db,
             redis: &redis,
@@ -287,7 +287,7 @@ impl Jobs<'_> {
     /// Runs queued (and lost) jobs one after another until none is left, `max_jobs`
     /// have run or `budget` has passed: one worker wake-up does the work of many
     /// `job_created` messages, and the wake-ups after it find nothing and leave.
-    /// Answers how many jobs it ran.
+    /// Answers how many jobs it picked (a job another worker claimed first counts).
     /// The registry is loaded (`load_registry`) only once there is a job to run.
     pub fn drain(
         &self,

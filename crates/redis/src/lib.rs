@@ -104,6 +104,12 @@ impl Redis {
         }
     }
 
+    /// The client a component's settings ask for: `redis_url`, hot reads on the path
+    /// `redis_reads` names.
+    pub fn from_settings(settings: &data20_domain::Settings) -> Redis {
+        Redis::with_reads(settings.redis_url(), settings.redis_reads())
+    }
+
     /// The pooled reader, when this client uses one.
     pub fn pooled(&self) -> Option<&Pooled> {
         self.pooled.as_ref()
