@@ -3,12 +3,16 @@
 
 Starts a redis-server and several Spin apps on free loopback ports, drives them with
 wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
-latency and each route's ratio to five floors: a hello-world component with no I/O and
+latency and each route's ratio to six floors: a hello-world component with no I/O and
 one that makes exactly one outbound Redis GET of a registry-sized value, each built for
-wasm32-wasip1 and for wasm32-wasip2, and one GET of the same value through Spin's
-key-value store on the redis provider (the host's pooled connection). Then the
-end-to-end job throughput: wrk POSTs small text_stats jobs while a subscriber counts
-`job_completed` on `job_updates`.
+wasm32-wasip1 and for wasm32-wasip2, one GET of the same value through Spin's
+key-value store on the redis provider (the host's pooled connection), and that GET
+after one `increment` (the least a rate-limited cached read does). POST /api/run runs
+next to the accept floors (one SQLite commit at synchronous=FULL, one outbound PUBLISH,
+and both). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
+subscriber counts `job_completed` on `job_updates`, for the product and for the job
+floor (bench/jobs-floor.toml: the accept floor plus a Redis-trigger worker that drains,
+claims, completes and announces jobs with no product logic).
 
 Each route is measured in several rounds, interleaved with the floors (these machines
 are noisy: a burst of noise then hits one round of every route, not every round of one
@@ -316,6 +320,19 @@ def main():
               open(os.path.join(work, "floors.log"), "w"))
         wait_http(floors, "/floor/hello")
 
+        # The job floor on a Redis of its own: its worker listens on job_updates, as the
+        # product's does, and neither may wake the other.
+        jobs_floor_redis = free_port()
+        spawn(["redis-server", "--port", str(jobs_floor_redis), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no"])
+        time.sleep(0.5)
+        jobs_floor = free_port()
+        spawn(["spin", "up", "-f", "bench/jobs-floor.toml", "--listen", f"127.0.0.1:{jobs_floor}",
+               "--state-dir", os.path.join(work, "jobs-floor")],
+              {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{jobs_floor_redis}"},
+              open(os.path.join(work, "jobs-floor.log"), "w"))
+        wait_http(jobs_floor, "/api/stats")
+
         main_port, main_pg = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
         nocache_port, nocache_pg = start_app("nocache", redis_port, os.path.join(work, "nocache"),
                                  variables={"tool_cache_ttl": 0, "job_status_ttl": 0})
@@ -347,6 +364,8 @@ def main():
             ("floor: one outbound GET, wasip2", f"{floor_base}/redis-get", floors_proc.pid, None),
             ("floor: one outbound GET, wasip1", f"{floor_base}/redis-get-wasip1", floors_proc.pid, None),
             ("floor: one key-value GET (pooled), wasip2", f"{floor_base}/kv-get", floors_proc.pid, None),
+            ("floor: increment + key-value GET (pooled), wasip2", f"{floor_base}/kv-limited-get",
+             floors_proc.pid, None),
             ("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools", main_pg, None),
             ("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools", nocache_pg, None),
             ("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}", main_pg, None),
@@ -354,19 +373,26 @@ def main():
             ("GET /api/jobs?limit=50 (100 jobs)", f"http://127.0.0.1:{small_port}/api/jobs?limit=50", small_pg, None),
             ("GET /api/jobs?limit=50 (100k jobs)", f"http://127.0.0.1:{big_port}/api/jobs?limit=50", big_pg, None),
             ("GET /api/health", f"http://127.0.0.1:{main_port}/api/health", main_pg, None),
-            # Measured after the others, each round followed by a wait until the worker
-            # has run every accepted job, so the backlog does not load the next runs.
+            # Measured after the others; each round of the product's POST is followed by
+            # a wait until the worker has run every accepted job, so the backlog does
+            # not load the next runs.
+            ("floor: SQLite commit (FULL), wasip2", f"{floor_base}/insert", floors_proc.pid, post_script),
+            ("floor: outbound PUBLISH, wasip2", f"{floor_base}/publish", floors_proc.pid, post_script),
+            ("floor: commit + PUBLISH (accept), wasip2", f"{floor_base}/accept", floors_proc.pid, post_script),
             ("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", main_pg, post_script),
         ]
         runs = {label: [] for label, *_ in routes}
         print(f"bench: wrk, 1 thread, {n} connections, {d} s per route, {args.rounds} rounds",
               file=sys.stderr)
-        order = [(rnd, r) for rnd in range(args.rounds) for r in routes[:-1]]
-        order += [(rnd, routes[-1]) for rnd in range(args.rounds)]
+        # The POSTs (the accept floors and the product's) go last, interleaved among
+        # themselves: their rows and backlogs should not load the reads.
+        posts = [r for r in routes if r[3]]
+        order = [(rnd, r) for rnd in range(args.rounds) for r in routes if not r[3]]
+        order += [(rnd, r) for rnd in range(args.rounds) for r in posts]
         for rnd, (label, url, pgid, script) in order:
             spin0, redis0 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
             res = wrk(url, d, n, script)
-            if script:
+            if script and pgid == main_pg:
                 # The CPU of a POST includes running the job it queued.
                 wait_drained(main_port)
             spin1, redis1 = cpu_seconds(pgid), cpu_seconds(redis_proc.pid)
@@ -376,16 +402,18 @@ def main():
             print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
         rows = [(label, median_of(runs[label])) for label, *_ in routes]
         by_label = dict(rows)
-        throughput = [jobs_throughput(main_port, redis_port, work, args.jobs_duration)
-                      for _ in range(args.rounds)]
+        throughput, floor_throughput = [], []
+        for _ in range(args.rounds):
+            throughput.append(jobs_throughput(main_port, redis_port, work, args.jobs_duration))
+            floor_throughput.append(jobs_throughput(jobs_floor, jobs_floor_redis, work, args.jobs_duration))
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
-        floor_labels = [label for label, _ in rows[:5]]
+        floor_labels = [label for label, _ in rows[:6]]
         lines = []
         lines.append("| route | req/s | p50 ms | p99 ms | × hello p2 | × hello p1 | × GET p2 "
-                     "| × GET p1 | × KV GET p2 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                     "| × GET p1 | × KV GET p2 | × incr + KV GET p2 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, res in rows:
             ratios = " | ".join(f"{res['rps'] / by_label[f]['rps']:.2f}" for f in floor_labels)
             lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "
@@ -397,14 +425,18 @@ def main():
         job_hit, job_miss = by_label["GET /api/jobs/{id} (HIT)"], by_label["GET /api/jobs/{id} (MISS)"]
         lines.append(f"HIT against MISS, req/s: /api/tools ×{tools_hit['rps'] / tools_miss['rps']:.2f}, "
                      f"/api/jobs/{{id}} ×{job_hit['rps'] / job_miss['rps']:.2f}.")
-        med = lambda k: statistics.median(t[k] for t in throughput)
-        rounds_jobs = ", ".join(f"{t['jobs_s']:.0f}" for t in throughput)
-        lines.append(f"End-to-end jobs (wrk -t2 -c8 -d{args.jobs_duration}s POSTing a small text_stats job, "
-                     f"completions counted on job_updates; median of {len(throughput)}): "
-                     f"{med('jobs_s'):.0f} jobs/s completed, {med('accept_s'):.0f}/s accepted, "
-                     f"drain lag {med('lag_s'):.2f} s, non-202 {sum(t['non202'] for t in throughput)}, "
-                     f"missing {sum(t['missing'] for t in throughput)} "
-                     f"(rounds: {rounds_jobs}).")
+        post, accept_floor = by_label["POST /api/run (accept)"], by_label["floor: commit + PUBLISH (accept), wasip2"]
+        lines.append(f"POST /api/run against the accept floor: req/s ×{post['rps'] / accept_floor['rps']:.2f} "
+                     f"(the POST row's CPU includes running the job).")
+        for name, runs_ in (("End-to-end jobs", throughput), ("Job floor (bench/jobs-floor.toml)", floor_throughput)):
+            med = lambda k: statistics.median(t[k] for t in runs_)
+            rounds_jobs = ", ".join(f"{t['jobs_s']:.0f}" for t in runs_)
+            lines.append(f"{name} (wrk -t2 -c8 -d{args.jobs_duration}s POSTing a small text_stats job, "
+                         f"completions counted on job_updates; median of {len(runs_)}): "
+                         f"{med('jobs_s'):.0f} jobs/s completed, {med('accept_s'):.0f}/s accepted, "
+                         f"drain lag {med('lag_s'):.2f} s, non-202 {sum(t['non202'] for t in runs_)}, "
+                         f"missing {sum(t['missing'] for t in runs_)} "
+                         f"(rounds: {rounds_jobs}).")
         lines.append(f"Job round trip (POST /api/run → job_completed seen by a Redis subscriber, small build_graph, "
                      f"{rt['n']} sequential jobs): p50 {rt['p50']:.1f} ms, p95 {rt['p95']:.1f} ms, p99 {rt['p99']:.1f} ms.")
         lines.append(f"List latency at 100k jobs vs 100 jobs: p50 ×{big['p50'] / small['p50']:.2f}, "

@@ -4,14 +4,17 @@
 //! and every event on the channel wakes it. So a `job_created` wake-up *drains*: it
 //! runs every queued job (and any running job whose runner lost its lease) one after
 //! another, until none is left. Under load the first wake-up does the work of many
-//! messages and the ones queued behind it find nothing and leave after one SELECT.
-//! Events other than `job_created` leave before any host call. Several workers may be
-//! subscribed: each claim is a conditional UPDATE, so exactly one runs each job. After
-//! draining, a wake-up deletes one small batch of jobs past their retention.
+//! messages; the ones queued behind it name jobs already taken, see so in the job's
+//! cached status and leave after that one read, without opening the database
+//! ([`data20_jobs::wake_up_needs_drain`]). Events other than `job_created` leave before
+//! any host call. Several workers may be subscribed: each claim is a conditional
+//! UPDATE, so exactly one runs each job. After draining, a wake-up deletes one small
+//! batch of jobs past their retention.
 
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+use data20_domain::{JobId, Need};
 use data20_jobs::Jobs;
 use data20_sqlite::Db;
 use spin_sdk::redis_component;
@@ -26,11 +29,24 @@ const PURGE_BATCH: u32 = 200;
 
 #[redis_component]
 fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
-    if !is_job_created(&message) {
+    let Some(created) = job_created(&message) else {
         return Ok(());
-    }
-    let settings = data20_http::settings();
+    };
+    // Read before the first I/O: see `Settings::preload`.
+    let settings =
+        data20_http::settings().preload(&[Need::Redis, Need::JobStatusTtl, Need::JobRetention]);
     let redis = data20_http::redis(&settings);
+    // Most wake-ups under load name a job an earlier drain already took: one cached
+    // read (pooled when configured) instead of opening the database.
+    if let Some(id) = created {
+        let cached = redis
+            .read(&data20_redis::keys::job_status(&id))
+            .ok()
+            .flatten();
+        if !data20_jobs::wake_up_needs_drain(cached.as_deref()) {
+            return Ok(());
+        }
+    }
     // Claims and completions need no fsync; see `Db::open_for_transitions`.
     let db = Db::open_for_transitions()?;
     let jobs = Jobs {
@@ -46,19 +62,25 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether `message` is a `job_created` event, without parsing the whole event: the
-/// worker's own `job_started` and `job_completed` come back to it on the channel.
-fn is_job_created(message: &[u8]) -> bool {
+/// `Some` when `message` is a `job_created` event, with the job it names when that is
+/// readable, without parsing the whole event: the worker's own `job_started` and
+/// `job_completed` come back to it on the channel.
+fn job_created(message: &[u8]) -> Option<Option<JobId>> {
     #[derive(serde::Deserialize)]
-    struct Kind<'a> {
+    struct Head<'a> {
         #[serde(borrow)]
         event: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        job_id: Option<std::borrow::Cow<'a, str>>,
     }
-    match serde_json::from_slice::<Kind<'_>>(message) {
-        Ok(k) => k.event == "job_created",
+    match serde_json::from_slice::<Head<'_>>(message) {
+        Ok(head) if head.event == "job_created" => {
+            Some(head.job_id.and_then(|id| JobId::parse(&id).ok()))
+        }
+        Ok(_) => None,
         Err(e) => {
             data20_http::log_warn(&format!("ignoring a message that is not a job event: {e}"));
-            false
+            None
         }
     }
 }

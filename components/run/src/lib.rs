@@ -4,7 +4,7 @@
 #![allow(unsafe_code)]
 
 use data20_domain::idempotency::{self, IdempotencyKey};
-use data20_domain::{ApiError, Settings};
+use data20_domain::{ApiError, Need, Settings};
 use data20_http::gate::Cached;
 use data20_http::{error, header, io, Ctx};
 use data20_jobs::{Dispatch, Jobs, Submitted};
@@ -39,7 +39,14 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             r.set_header("allow", "POST");
             r
         } else {
-            let settings = data20_http::settings();
+            // Everything this route reads, read before its first I/O: see
+            // `Settings::preload`.
+            let settings = data20_http::settings().preload(&[
+                Need::Redis,
+                Need::RateLimit,
+                Need::ApiToken,
+                Need::JobStatusTtl,
+            ]);
             let redis = data20_http::redis(&settings);
             // The registry rides on the gate's round trip (not tallied: the hit/miss
             // counters are the tools route's).

@@ -5,6 +5,14 @@
 //! requests per second (docs/BENCHMARKS.md). Parsing is pure and unit-tested; unset or
 //! empty variables take the SPEC's defaults, bad values keep the default and log a
 //! warning.
+//!
+//! When they are read matters as much as how many. Spin's environment provider looks
+//! each variable up inside `tokio::task::block_in_place`, which hands the request's
+//! worker thread over to another thread: about 100 µs of CPU the first time in a
+//! stretch of guest code, little for the reads after it until the guest next waits for
+//! I/O (docs/BENCHMARKS.md). A route that needs settings after its I/O (a token check
+//! after the rate limiter, a TTL after an INSERT) names them up front with
+//! [`Settings::preload`], so all its reads share one hand-off.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -25,6 +33,19 @@ pub struct Settings {
     api_token: OnceCell<Option<String>>,
     redis_reads: OnceCell<ReadPath>,
     job_retention_ms: OnceCell<Option<i64>>,
+}
+
+/// A setting a route needs, for [`Settings::preload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// `redis_url` and `redis_reads`: every route that touches Redis.
+    Redis,
+    /// `rate_limit_max` and `rate_limit_window`: every `/api/*` route.
+    RateLimit,
+    ApiToken,
+    JobStatusTtl,
+    ToolCacheTtl,
+    JobRetention,
 }
 
 /// How hot reads (cache, limiter, counters) reach Redis (variable `redis_reads`).
@@ -104,6 +125,36 @@ impl Settings {
             redis_reads: OnceCell::new(),
             job_retention_ms: OnceCell::new(),
         }
+    }
+
+    /// Reads the settings in `needs` now, in one stretch of guest code (see the module
+    /// doc), and answers `self` for chaining.
+    pub fn preload(self, needs: &[Need]) -> Settings {
+        for need in needs {
+            match need {
+                Need::Redis => {
+                    self.redis_url();
+                    self.redis_reads();
+                }
+                Need::RateLimit => {
+                    self.rate_limit_max();
+                    self.rate_limit_window_s();
+                }
+                Need::ApiToken => {
+                    self.api_token();
+                }
+                Need::JobStatusTtl => {
+                    self.job_status_ttl_s();
+                }
+                Need::ToolCacheTtl => {
+                    self.tool_cache_ttl_s();
+                }
+                Need::JobRetention => {
+                    self.job_retention_ms();
+                }
+            }
+        }
+        self
     }
 
     /// Settings from fixed name/value pairs (tests, tools outside Spin).
@@ -260,6 +311,28 @@ mod tests {
         assert!(s.rate_limit_fail_open() && !s.trust_forwarded_for());
         assert_eq!(s.api_token(), None);
         assert_eq!(s.redis_reads(), ReadPath::Outbound);
+    }
+
+    #[test]
+    fn preload_reads_what_it_names_once_and_nothing_else() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let s = Settings::new(Box::new(move |name| {
+            log.borrow_mut().push(name.to_string());
+            (name == "api_token").then(|| "t0k".to_string())
+        }))
+        .preload(&[Need::Redis, Need::ApiToken, Need::JobStatusTtl]);
+        let read = ["redis_url", "redis_reads", "api_token", "job_status_ttl"];
+        assert_eq!(*seen.borrow(), read);
+        // Later uses are answered from the cells, without another lookup.
+        assert_eq!((s.api_token(), s.job_status_ttl_s()), (Some("t0k"), 600));
+        assert_eq!(s.redis_reads(), ReadPath::Outbound);
+        assert_eq!(*seen.borrow(), read);
+        s.rate_limit_max();
+        assert_eq!(
+            seen.borrow().last().map(String::as_str),
+            Some("rate_limit_max")
+        );
     }
 
     #[test]

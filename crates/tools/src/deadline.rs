@@ -58,12 +58,16 @@ impl<'s> Deadline<'s> {
 
     /// A deadline whose checks also ask `supervisor` (cancellation, progress). The
     /// first progress report goes out [`FIRST_PROGRESS_AFTER`] the start, as if one had
-    /// gone out just before: a job that ends sooner reports none.
+    /// gone out just before: a job that ends sooner reports none. The first question
+    /// about cancellation waits [`POLL_EVERY`] too: the runner has just claimed the job,
+    /// and a claim only takes a job nobody asked to cancel, so asking at once would cost
+    /// every short job a SQLite read that cannot say yes.
     pub fn supervised(timeout: Duration, supervisor: &'s dyn Supervisor) -> Deadline<'s> {
         let now = Instant::now();
         let as_if_reported = now.checked_sub(PROGRESS_EVERY - FIRST_PROGRESS_AFTER);
         Deadline {
             supervisor: Some(supervisor),
+            last_poll: Cell::new(Some(now)),
             last_progress: Cell::new(Some(as_if_reported.unwrap_or(now))),
             ..Deadline::after(timeout)
         }
@@ -147,6 +151,11 @@ mod tests {
     fn cancellation_is_polled_at_most_every_interval() {
         let rec = Rc::new(Recorder::default());
         let d = Deadline::supervised(Duration::from_secs(60), rec.as_ref());
+        for _ in 0..1000 {
+            assert_eq!(d.check(), Ok(()));
+        }
+        assert_eq!(rec.polls.get(), 0, "a job that just started is not asked");
+        std::thread::sleep(POLL_EVERY);
         for _ in 0..1000 {
             assert_eq!(d.check(), Ok(()));
         }
