@@ -91,11 +91,15 @@ pub fn admits(window: &Window, max: u64, current: u64, previous: u64) -> bool {
 pub fn decide(window: &Window, max: u64, current: u64, previous: u64) -> Decision {
     let allowed = admits(window, max, current, previous);
     // What the client holds in the window once this request is settled (a rejected
-    // request takes its increment back).
+    // request takes its increment back). Never more than `max`: the counter holds only
+    // admitted requests once every rejection has taken its increment back, and a
+    // count above `max` is other rejected requests caught between their increment and
+    // its return (150 at once against a limit of 100 made a Retry-After of 62 s, when
+    // one more request really fits 0.6 s into the next window).
     let held = if allowed {
         current
     } else {
-        current.saturating_sub(1)
+        current.saturating_sub(1).min(max)
     };
     let length = u128::from(window.length_ms);
     let used = window.weighted_previous(previous) + u128::from(held) * length;
@@ -150,6 +154,20 @@ mod tests {
             elapsed_ms,
             length_ms: 60_000,
         }
+    }
+
+    #[test]
+    fn rejections_in_flight_do_not_lengthen_the_wait() {
+        // 100 admitted in this window, and five other rejected requests still hold
+        // their increments when this one reads the counter.
+        let win = w(0);
+        let settled = decide(&win, 100, 101, 0);
+        let crowded = decide(&win, 100, 106, 0);
+        assert!(!crowded.allowed);
+        assert_eq!(crowded, settled);
+        // One more fits 0.6 s into the next window (100 × (1 − s/L) + 1 ≤ 100).
+        assert_eq!(crowded.reset_ms, 60_000 + 600);
+        assert_eq!(crowded.remaining, 0);
     }
 
     #[test]
