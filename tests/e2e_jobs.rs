@@ -457,6 +457,61 @@ fn a_job_whose_worker_is_killed_still_ends() {
     );
 }
 
+/// The README's promise for the worker: a job whose runner died is claimed again by the
+/// next `job_created` wake-up, any job's, once its lease has run out, with no read of
+/// that job to notice it. (The worker now leaves a wake-up whose own job is already
+/// taken after one cached read; this is what still finds the lost run.)
+#[test]
+fn a_lost_run_is_taken_again_by_the_next_job_created_without_any_read_of_it() {
+    let app = TestApp::start();
+    let sub = Subscriber::new(&app.redis.url());
+    let (lost, _) = app.submit("build_graph", big_graph());
+    let started = wait_for(FINISH, || {
+        sub.drain(Duration::from_millis(20))
+            .iter()
+            .any(|e| e["job_id"] == lost.as_str() && e["event"] == "job_started")
+    });
+    assert!(started, "the worker never started the job");
+    let started_at = std::time::Instant::now();
+    app.kill_worker(1);
+    // scripts/up starts the worker again; this test's listener is the other subscriber.
+    data20_e2e::wait_until(
+        Duration::from_secs(5),
+        "the killed worker to drop off",
+        || app.subscribers() == 1,
+    );
+    app.wait_for_workers(2);
+    // The lease is the tool's timeout (20 s for build_graph) plus 5 s of grace; the
+    // cached "running" status expires with it.
+    let lease = Duration::from_secs(20 + 5 + 1);
+    std::thread::sleep(lease.saturating_sub(started_at.elapsed()));
+
+    let (next, _) = app.submit("build_graph", example_params("build_graph"));
+    let events = sub.drain(Duration::from_secs(1));
+    let mut completed: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "job_completed")
+        .filter_map(|e| e["job_id"].as_str().map(str::to_string))
+        .collect();
+    let both = wait_for(Duration::from_secs(60), || {
+        completed.extend(
+            sub.drain(Duration::from_millis(100))
+                .iter()
+                .filter(|e| e["event"] == "job_completed")
+                .filter_map(|e| e["job_id"].as_str().map(str::to_string)),
+        );
+        completed.contains(&lost) && completed.contains(&next)
+    });
+    assert!(
+        both,
+        "the wake-up for {next} did not finish the lost run {lost}: completed {completed:?}"
+    );
+    // Only now is the lost job read, once it is final.
+    let status = app.get(&format!("/api/jobs/{lost}")).json();
+    assert_eq!(status["status"], "completed", "{status}");
+    assert_eq!(status["attempts"], 2, "{status}");
+}
+
 #[test]
 fn every_tools_example_completes_and_its_outputs_download() {
     let app = TestApp::start();

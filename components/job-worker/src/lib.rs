@@ -32,9 +32,8 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     let Some(created) = job_created(&message) else {
         return Ok(());
     };
-    // Read before the first I/O: see `Settings::preload`.
-    let settings =
-        data20_http::settings().preload(&[Need::Redis, Need::JobStatusTtl, Need::JobRetention]);
+    // What a drain reads after its I/O, read now: see `Settings::preload`.
+    let settings = data20_http::settings().preload(&[Need::JobStatusTtl, Need::JobRetention]);
     let redis = data20_http::redis(&settings);
     // Most wake-ups under load name a job an earlier drain already took: one cached
     // read (pooled when configured) instead of opening the database.

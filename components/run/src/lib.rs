@@ -39,14 +39,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             r.set_header("allow", "POST");
             r
         } else {
-            // Everything this route reads, read before its first I/O: see
+            // What this route reads after its gate's I/O, read now: see
             // `Settings::preload`.
-            let settings = data20_http::settings().preload(&[
-                Need::Redis,
-                Need::RateLimit,
-                Need::ApiToken,
-                Need::JobStatusTtl,
-            ]);
+            let settings = data20_http::settings().preload(&[Need::ApiToken, Need::JobStatusTtl]);
             let redis = data20_http::redis(&settings);
             // The registry rides on the gate's round trip (not tallied: the hit/miss
             // counters are the tools route's).

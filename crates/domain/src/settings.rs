@@ -35,16 +35,13 @@ pub struct Settings {
     job_retention_ms: OnceCell<Option<i64>>,
 }
 
-/// A setting a route needs, for [`Settings::preload`].
+/// A setting a route reads after its first I/O, for [`Settings::preload`]. (What it
+/// reads before, such as the Redis and rate-limit settings every `/api/*` route reads
+/// to build its client and run the gate, already shares that first hand-off.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Need {
-    /// `redis_url` and `redis_reads`: every route that touches Redis.
-    Redis,
-    /// `rate_limit_max` and `rate_limit_window`: every `/api/*` route.
-    RateLimit,
     ApiToken,
     JobStatusTtl,
-    ToolCacheTtl,
     JobRetention,
 }
 
@@ -132,22 +129,11 @@ impl Settings {
     pub fn preload(self, needs: &[Need]) -> Settings {
         for need in needs {
             match need {
-                Need::Redis => {
-                    self.redis_url();
-                    self.redis_reads();
-                }
-                Need::RateLimit => {
-                    self.rate_limit_max();
-                    self.rate_limit_window_s();
-                }
                 Need::ApiToken => {
                     self.api_token();
                 }
                 Need::JobStatusTtl => {
                     self.job_status_ttl_s();
-                }
-                Need::ToolCacheTtl => {
-                    self.tool_cache_ttl_s();
                 }
                 Need::JobRetention => {
                     self.job_retention_ms();
@@ -321,12 +307,12 @@ mod tests {
             log.borrow_mut().push(name.to_string());
             (name == "api_token").then(|| "t0k".to_string())
         }))
-        .preload(&[Need::Redis, Need::ApiToken, Need::JobStatusTtl]);
-        let read = ["redis_url", "redis_reads", "api_token", "job_status_ttl"];
+        .preload(&[Need::ApiToken, Need::JobStatusTtl, Need::JobRetention]);
+        let read = ["api_token", "job_status_ttl", "job_retention_days"];
         assert_eq!(*seen.borrow(), read);
         // Later uses are answered from the cells, without another lookup.
         assert_eq!((s.api_token(), s.job_status_ttl_s()), (Some("t0k"), 600));
-        assert_eq!(s.redis_reads(), ReadPath::Outbound);
+        assert_eq!(s.job_retention_ms(), Some(7 * 86_400_000));
         assert_eq!(*seen.borrow(), read);
         s.rate_limit_max();
         assert_eq!(
