@@ -123,10 +123,18 @@ fn the_http_spinapp_runs_every_http_component_and_the_worker_spinapp_the_redis_t
         );
     }
     assert_eq!(http, triggered_components(&manifest, "http"));
-    assert_eq!(worker, triggered_components(&manifest, "redis"));
-    assert_eq!(worker, BTreeSet::from(["job-worker".to_string()]));
-    // Between them, every component of the app is deployed, and none twice.
-    assert!(http.is_disjoint(&worker));
+    // The worker, and the component of its liveness check (the hard limit).
+    assert_eq!(
+        worker,
+        BTreeSet::from(["job-worker".to_string(), "stats".to_string()])
+    );
+    assert!(triggered_components(&manifest, "redis").is_subset(&worker));
+    assert_eq!(
+        routed_component(&manifest, "/api/health/worker").as_deref(),
+        Some("stats")
+    );
+    // Between them, every component of the app is deployed; only stats runs in both.
+    assert_eq!(&http & &worker, BTreeSet::from(["stats".to_string()]));
     assert_eq!(&http | &worker, declared);
 
     for app in spin_apps() {
@@ -178,7 +186,11 @@ fn spinapp_variables_are_declared_in_spin_toml_used_by_their_components_and_secr
                     "{name}: {var_name} is a secret: take it from a Secret, not a literal"
                 );
             }
-            if from_secret.is_object() {
+            if var["valueFrom"]["fieldRef"].is_object() {
+                // The pod's own name: only a worker's id comes from there.
+                assert_eq!(var_name, "worker_id", "{name}: {var}");
+                assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+            } else if from_secret.is_object() {
                 // The example Secrets define every key a SpinApp reads.
                 example_secret(
                     from_secret["name"].as_str().unwrap(),
@@ -250,6 +262,31 @@ fn the_http_spinapp_probes_routes_its_own_components_serve() {
         routed_component(&manifest, "/api/toolsx").as_deref(),
         Some("dashboard")
     );
+}
+
+/// The worker's liveness check is its hard limit: it must reach the worker's own
+/// process (a component the worker SpinApp runs), probe every second, restart on the
+/// first failure, and the worker must have an id to find its jobs by.
+#[test]
+fn the_worker_spinapp_checks_its_hard_limit_every_second() {
+    let manifest = spin_manifest();
+    let app = spin_app("data20-worker");
+    let liveness = &app["spec"]["checks"]["liveness"];
+    let path = liveness["httpGet"]["path"].as_str().unwrap();
+    assert_eq!(path, "/api/health/worker");
+    let component = routed_component(&manifest, path).unwrap();
+    assert!(strings(&app["spec"]["components"]).contains(&component));
+    assert_eq!(liveness["periodSeconds"], 1);
+    assert_eq!(liveness["failureThreshold"], 1);
+    let vars = app["spec"]["variables"].as_array().unwrap();
+    assert!(vars.iter().any(|v| v["name"] == "worker_id"));
+    // The HTTP pods never run tool code.
+    let http_vars = spin_app("data20")["spec"]["variables"].clone();
+    assert!(http_vars
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "inline_runs" && v["value"] == "false"));
 }
 
 #[test]

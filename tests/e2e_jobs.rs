@@ -401,23 +401,39 @@ fn redis_outage_jobs_still_complete_and_the_worker_comes_back() {
     assert_eq!(app.wait_final(&before, FINISH)["status"], "completed");
 
     app.stop_redis();
+    // Accepted (committed to SQLite) with Redis down. Under scripts/up tool code runs
+    // only in the supervised workers, never in the API, so the job waits for one.
     let (id, accepted) = app.submit("build_graph", example_params("build_graph"));
-    assert_eq!(accepted.json()["dispatch"], "inline");
-    assert_eq!(app.wait_final(&id, FINISH)["status"], "completed");
+    assert_eq!(accepted.json()["dispatch"], "worker");
     let r = app.get(&format!("/api/jobs/{id}"));
     assert_eq!(r.header("x-cache"), Some("BYPASS"));
-    assert_eq!(r.json()["status"], "completed");
+    assert_eq!(r.json()["status"], "queued");
+    let list = app.get("/api/jobs");
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["count"], 2);
+
+    // Redis returns: the supervisor restarts the worker and wakes it for the job that
+    // waited, with no request touching it.
+    app.restart_redis();
+    let done = wait_for(FINISH, || {
+        let mut c = app.redis_conn();
+        let doc: Option<String> = redis::cmd("GET")
+            .arg(format!("job:{id}:status"))
+            .query(&mut c)
+            .unwrap_or(None);
+        doc.is_some_and(|d| d.contains("\"completed\""))
+    });
+    assert!(
+        done,
+        "the job accepted during the outage never ran:\n{}",
+        app.log()
+    );
+    assert_eq!(app.wait_final(&id, FINISH)["attempts"], 1);
     assert_eq!(
         app.get(&format!("/api/jobs/{id}/outputs/graph.json"))
             .status,
         200
     );
-    let list = app.get("/api/jobs");
-    assert_eq!(list.status, 200);
-    assert_eq!(list.json()["count"], 2);
-
-    // Redis returns: the supervisor restarts the worker and jobs go to it again.
-    app.restart_redis();
     app.wait_for_workers(1);
     let (after, accepted) = app.submit("build_graph", example_params("build_graph"));
     assert_eq!(accepted.json()["dispatch"], "worker");
@@ -702,8 +718,8 @@ fn a_tool_that_runs_past_its_timeout_fails_with_timeout() {
 
 /// `[range(1e9)]` asks for gigabytes. scripts/up caps each component instance's memory
 /// (Spin's `SPIN_MAX_INSTANCE_MEMORY`, 256 MiB by default): the worker's allocation
-/// fails and that run is lost (then recovered like any lost run), and no Spin process
-/// grows anywhere near what the filter asked for (2 GiB without the cap, measured).
+/// fails, the job fails with `resource_exhausted`, and no Spin process grows anywhere
+/// near what the filter asked for (2 GiB without the cap, measured).
 #[test]
 fn a_job_that_wants_too_much_memory_is_stopped_at_the_instance_cap() {
     let app = TestApp::start();
@@ -726,10 +742,13 @@ fn a_job_that_wants_too_much_memory_is_stopped_at_the_instance_cap() {
         (1..768).contains(&peak_mib),
         "a Spin process peaked at {peak_mib} MiB"
     );
-    // The lost run is recovered as usual: the job is still running until its lease ends.
-    assert_eq!(
-        app.get(&format!("/api/jobs/{id}")).json()["status"],
-        "running"
+    // The trapped run fails the job at once (see tests/e2e_hard_limits.rs).
+    let status = app.wait_final(&id, FINISH);
+    assert!(
+        status["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("resource_exhausted")),
+        "{status}"
     );
 }
 

@@ -292,3 +292,22 @@ test('graph labels are readable at the default zoom', async () => {
   assert.ok(height >= 11, `a node label is ${height}px high in the preview`);
   await page.screenshot({ path: join(artifacts, '13-graph-labels.png'), fullPage: true });
 });
+
+test('a job stopped by the hard limit shows why it failed', async () => {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  // Loops inside jaq, where no deadline check can reach it: the supervisor kills its
+  // worker process 1.5 s past the 10 s timeout and fails the job.
+  const r = await fetch(`${base}/api/run`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ tool: 'json_query', params: { filter: 'last(range(1e12))', input: null } }),
+  });
+  assert.equal(r.status, 202);
+  const { job_id: id } = await r.json();
+  await page.goto(`${base}/#/jobs/${id}`);
+  await page.locator('.status[data-status="running"]').waitFor({ timeout: 15000 });
+  await page.locator('.status[data-status="failed"]').waitFor({ timeout: 30000 });
+  const reason = await page.locator('#job-error').textContent();
+  assert.match(reason, /timeout: json_query ran past its 10 s timeout/);
+  assert.match(reason, /hard limit killed the worker process/);
+  await page.screenshot({ path: join(artifacts, '14-hard-limit.png'), fullPage: true });
+});

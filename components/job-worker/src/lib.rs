@@ -10,10 +10,15 @@
 //! any host call. Several workers may be subscribed: each claim is a conditional
 //! UPDATE, so exactly one runs each job. After draining, a wake-up deletes one small
 //! batch of jobs past their retention.
+//!
+//! It also listens on `job_wakeups`, where the supervisor (`data20-supervisor`, run by
+//! `scripts/up`) wakes it to recover lost jobs and to fail the jobs it left running
+//! when an instance trapped (see `data20_domain::limits`).
 
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+use data20_domain::limits::WakeUp;
 use data20_domain::{JobId, Need};
 use data20_jobs::Jobs;
 use data20_sqlite::Db;
@@ -29,17 +34,23 @@ const PURGE_BATCH: u32 = 200;
 
 #[redis_component]
 fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
-    let Some(created) = job_created(&message) else {
+    let Some(wake) = wake(&message) else {
         return Ok(());
     };
     // What a drain reads after its I/O, read now: see `Settings::preload`.
-    let settings = data20_http::settings().preload(&[Need::JobStatusTtl, Need::JobRetention]);
+    let settings =
+        data20_http::settings().preload(&[Need::JobStatusTtl, Need::JobRetention, Need::Worker]);
+    if let Wake::Supervisor(w) = &wake {
+        if !w.is_for(settings.worker_id()) {
+            return Ok(());
+        }
+    }
     let redis = data20_http::redis(&settings);
     // Most wake-ups under load name a job an earlier drain already took: one cached
     // read (pooled when configured) instead of opening the database.
-    if let Some(id) = created {
+    if let Wake::Created(Some(id)) = &wake {
         let cached = redis
-            .read(&data20_redis::keys::job_status(&id))
+            .read(&data20_redis::keys::job_status(id))
             .ok()
             .flatten();
         if !data20_jobs::wake_up_needs_drain(cached.as_deref()) {
@@ -54,6 +65,11 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
         settings: &settings,
         source: "worker",
     };
+    if matches!(wake, Wake::Supervisor(_)) {
+        // This process is between messages, so none of its instances is live: what it
+        // left running was lost with a trapped instance.
+        jobs.fail_orphans();
+    }
     let registry = || data20_http::registry::fetch(&settings, &redis);
     jobs.drain(registry, DRAIN_MAX_JOBS, DRAIN_BUDGET)?;
     // Retention, in small batches, off every request path.
@@ -61,10 +77,17 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `Some` when `message` is a `job_created` event, with the job it names when that is
-/// readable, without parsing the whole event: the worker's own `job_started` and
-/// `job_completed` come back to it on the channel.
-fn job_created(message: &[u8]) -> Option<Option<JobId>> {
+/// Why a message wakes this worker.
+enum Wake {
+    /// `job_created` on `job_updates`, with the job it names when that is readable.
+    Created(Option<JobId>),
+    /// The supervisor's wake-up on `job_wakeups`.
+    Supervisor(WakeUp),
+}
+
+/// What `message` asks of the worker, without parsing a whole event: the worker's own
+/// `job_started` and `job_completed` come back to it on `job_updates` and leave here.
+fn wake(message: &[u8]) -> Option<Wake> {
     #[derive(serde::Deserialize)]
     struct Head<'a> {
         #[serde(borrow)]
@@ -73,9 +96,16 @@ fn job_created(message: &[u8]) -> Option<Option<JobId>> {
         job_id: Option<std::borrow::Cow<'a, str>>,
     }
     match serde_json::from_slice::<Head<'_>>(message) {
-        Ok(head) if head.event == "job_created" => {
-            Some(head.job_id.and_then(|id| JobId::parse(&id).ok()))
-        }
+        Ok(head) if head.event == "job_created" => Some(Wake::Created(
+            head.job_id.and_then(|id| JobId::parse(&id).ok()),
+        )),
+        Ok(head) if head.event == "wake_up" => match serde_json::from_slice::<WakeUp>(message) {
+            Ok(w) => Some(Wake::Supervisor(w)),
+            Err(e) => {
+                data20_http::log_warn(&format!("ignoring a malformed wake-up: {e}"));
+                None
+            }
+        },
         Ok(_) => None,
         Err(e) => {
             data20_http::log_warn(&format!("ignoring a message that is not a job event: {e}"));

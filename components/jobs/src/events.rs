@@ -108,14 +108,16 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
             }
             last_write = Instant::now();
         }
-        // Staleness moves in seconds: look once a second, not on every poll.
-        if last_stale_check.elapsed() >= STALE_CHECK {
+        // Staleness moves in seconds: look once a second, not on every poll. Under a
+        // supervisor (`inline_runs` off) the supervisor recovers lost jobs and the
+        // stream just goes on; without one, see below.
+        if settings.inline_runs() && last_stale_check.elapsed() >= STALE_CHECK {
             let stale = db.job(&id).ok().flatten().filter(Jobs::is_stale);
             if let Some(stale) = stale {
                 // A watched job nobody runs any more: end the stream (returning drops
-                // the sink), and the job runs behind it. The client reconnects (`retry`)
-                // with Last-Event-ID and sees it end.
-                crate::routes::recover_after_response(db, &stale);
+                // the sink), and hand the job on (see `recover_stale`). The client
+                // reconnects (`retry`) with Last-Event-ID and sees it end.
+                crate::routes::recover_stale(db, &settings, &redis, &stale);
                 return;
             }
             last_stale_check = Instant::now();

@@ -17,7 +17,7 @@ fn or_error(r: Result<Response, ApiError>) -> Response {
 
 /// GET /api/jobs/{id}: the cached status document as stored bytes (HIT), else SQLite
 /// (MISS, and the cache is refilled; BYPASS when Redis is down). A job nobody is
-/// running any more is recovered here, on the read that notices it.
+/// running any more is handed to the workers here, on the read that notices it.
 pub fn status(req: Request, params: Params) -> Response {
     let settings = data20_http::settings();
     let redis = data20_http::redis(&settings);
@@ -50,7 +50,7 @@ pub fn status(req: Request, params: Params) -> Response {
             };
             let record = jobs.load(&id)?;
             if Jobs::is_stale(&record) {
-                recover_after_response(db, &record);
+                recover_stale(db, &settings, &redis, &record);
             } else if cache == "MISS" {
                 jobs.cache_status(&record);
             }
@@ -61,9 +61,30 @@ pub fn status(req: Request, params: Params) -> Response {
     })
 }
 
-/// Runs a job nobody runs any more once the answer (its state as found) has gone out:
-/// a tool that traps or never ends must not become this read's 500 or hang.
-pub fn recover_after_response(db: Db, record: &data20_sqlite::jobs::JobRecord) {
+/// A job nobody runs any more, seen by a read. Reads never run tool code where a
+/// worker exists: with `inline_runs` off (`scripts/up`, whose supervisor recovers lost
+/// jobs itself) this does nothing; otherwise it wakes the workers, and only when none
+/// heard (no worker at all, as on Fermyon Cloud, or Redis down) runs the job here, once
+/// the answer (its state as found) has gone out, so a tool that traps or never ends
+/// cannot become this read's 500 or hang.
+pub fn recover_stale(
+    db: Db,
+    settings: &data20_domain::Settings,
+    redis: &data20_redis::Redis,
+    record: &data20_sqlite::jobs::JobRecord,
+) {
+    if !settings.inline_runs() {
+        return;
+    }
+    let waker = Jobs {
+        db: &db,
+        redis,
+        settings,
+        source: "api",
+    };
+    if waker.wake_workers().unwrap_or(0) > 0 {
+        return;
+    }
     let (id, tool) = (record.id, record.tool.clone());
     data20_http::deferred::after_response(move || {
         Jobs::detached(db, data20_http::settings(), "api", |jobs| {

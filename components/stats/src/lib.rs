@@ -6,6 +6,7 @@
 mod docs;
 mod health;
 mod stats;
+mod worker;
 
 use data20_http::Ctx;
 use spin_sdk::http::{Request, Response};
@@ -17,6 +18,7 @@ fn handle(req: Request) -> Response {
     let router = data20_http::get_router(
         &[
             ("/api/health", health::handle),
+            ("/api/health/worker", worker::handle),
             ("/api/stats", stats::handle),
             ("/api/openapi.json", docs::openapi),
             ("/api/docs", docs::page),

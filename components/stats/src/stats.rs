@@ -3,6 +3,7 @@
 //! and Redis's own figures from `INFO`. With Redis down the SQLite figures remain and
 //! `redis.available` is false.
 
+use data20_domain::limits;
 use data20_http::gate::gated;
 use data20_jobs::db_error;
 use data20_redis::{keys, Redis};
@@ -73,6 +74,12 @@ fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         "cache": {"tool_registry": cache("tool_registry"), "job_status": cache("job_status")},
         "rate_limit": {"rejections": counters.get(keys::RATE_LIMITED).copied().unwrap_or(0)},
         "retention": {"purged": db.counter("jobs_purged").map_err(db_error)?},
+        // Jobs stopped from outside the WebAssembly (their worker process killed), and
+        // jobs failed because their instance trapped (memory cap, stack).
+        "limits": {
+            "hard_killed": db.counter(limits::HARD_KILLED_COUNTER).map_err(db_error)?,
+            "resource_exhausted": db.counter(limits::TRAPPED_COUNTER).map_err(db_error)?,
+        },
         "redis": redis_info,
     }))
 }

@@ -33,6 +33,9 @@ pub struct Settings {
     api_token: OnceCell<Option<String>>,
     redis_reads: OnceCell<ReadPath>,
     job_retention_ms: OnceCell<Option<i64>>,
+    inline_runs: OnceCell<bool>,
+    worker_id: OnceCell<Option<String>>,
+    worker_memory_limit: OnceCell<Option<u64>>,
 }
 
 /// A setting a route reads after its first I/O, for [`Settings::preload`]. (What it
@@ -43,6 +46,8 @@ pub enum Need {
     ApiToken,
     JobStatusTtl,
     JobRetention,
+    /// The worker's identity and memory cap (the job-worker only).
+    Worker,
 }
 
 /// How hot reads (cache, limiter, counters) reach Redis (variable `redis_reads`).
@@ -67,7 +72,7 @@ impl ReadPath {
     }
 }
 
-pub const VARIABLES: [&str; 10] = [
+pub const VARIABLES: [&str; 13] = [
     "redis_url",
     "tool_cache_ttl",
     "job_status_ttl",
@@ -78,6 +83,9 @@ pub const VARIABLES: [&str; 10] = [
     "api_token",
     "redis_reads",
     "job_retention_days",
+    "inline_runs",
+    "worker_id",
+    "worker_memory_limit",
 ];
 
 /// The SPEC's defaults.
@@ -92,6 +100,8 @@ pub mod defaults {
     /// Plain `spin up` and Fermyon Cloud have no Redis-backed key-value store.
     pub const REDIS_READS: super::ReadPath = super::ReadPath::Outbound;
     pub const JOB_RETENTION_DAYS: f64 = 7.0;
+    /// With no worker to hear a job, the API runs it itself (Fermyon Cloud, no Redis).
+    pub const INLINE_RUNS: bool = true;
 }
 
 impl Default for Settings {
@@ -121,6 +131,9 @@ impl Settings {
             api_token: OnceCell::new(),
             redis_reads: OnceCell::new(),
             job_retention_ms: OnceCell::new(),
+            inline_runs: OnceCell::new(),
+            worker_id: OnceCell::new(),
+            worker_memory_limit: OnceCell::new(),
         }
     }
 
@@ -137,6 +150,10 @@ impl Settings {
                 }
                 Need::JobRetention => {
                     self.job_retention_ms();
+                }
+                Need::Worker => {
+                    self.worker_id();
+                    self.worker_memory_limit();
                 }
             }
         }
@@ -237,6 +254,37 @@ impl Settings {
         })
     }
 
+    /// Whether the API may run a job itself when no worker heard it (`inline_runs`,
+    /// default true). `scripts/up` turns it off: its workers are supervised and come
+    /// back, and tool code must never run in the HTTP process, where nothing outside
+    /// the WebAssembly can stop a tool that loops.
+    pub fn inline_runs(&self) -> bool {
+        let (cell, d) = (&self.inline_runs, defaults::INLINE_RUNS);
+        self.flag(cell, "inline_runs", d)
+    }
+
+    /// This worker process's identity (`worker_id`), set by the supervisor that
+    /// started it; `None` when unset or not a plain name (see [`parse_worker_id`]).
+    pub fn worker_id(&self) -> Option<&str> {
+        self.worker_id
+            .get_or_init(|| {
+                let raw = self.raw("worker_id")?;
+                parse_worker_id(&raw).map_err(|w| crate::log::warn(&w)).ok()
+            })
+            .as_deref()
+    }
+
+    /// The memory cap of one instance in bytes, as the supervisor set it for Spin
+    /// (`worker_memory_limit`); only used to say which limit a job hit.
+    pub fn worker_memory_limit(&self) -> Option<u64> {
+        *self.worker_memory_limit.get_or_init(|| {
+            let raw = self.raw("worker_memory_limit")?;
+            parse_number("worker_memory_limit", &raw, 1, 0)
+                .map_err(|w| crate::log::warn(&w))
+                .ok()
+        })
+    }
+
     /// The API token; an empty value means none.
     pub fn api_token(&self) -> Option<&str> {
         self.api_token
@@ -270,6 +318,20 @@ fn retention_ms(days: f64) -> Option<i64> {
     (days > 0.0).then(|| ((days * 86_400_000.0).round() as i64).max(1))
 }
 
+/// A worker id: 1 to 64 ASCII letters, digits, `.`, `_` or `-` (it becomes part of
+/// runner names, matched by prefix); `Err` is the warning to log.
+pub fn parse_worker_id(raw: &str) -> Result<String, String> {
+    let id = raw.trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if (1..=64).contains(&id.len()) && id.chars().all(plain) {
+        Ok(id.to_string())
+    } else {
+        Err(format!(
+            "variable worker_id={raw:?} is not 1-64 letters, digits, '.', '_' or '-'; ignoring it"
+        ))
+    }
+}
+
 /// A boolean in the usual spellings; `Err` is the warning to log (the default is kept).
 pub fn parse_flag(name: &str, raw: &str, default: bool) -> Result<bool, String> {
     match raw.trim().to_ascii_lowercase().as_str() {
@@ -297,6 +359,24 @@ mod tests {
         assert!(s.rate_limit_fail_open() && !s.trust_forwarded_for());
         assert_eq!(s.api_token(), None);
         assert_eq!(s.redis_reads(), ReadPath::Outbound);
+        assert!(s.inline_runs());
+        assert_eq!((s.worker_id(), s.worker_memory_limit()), (None, None));
+    }
+
+    #[test]
+    fn worker_ids_are_plain_names() {
+        let s = Settings::from_pairs(&[("worker_id", "1-a9f3"), ("inline_runs", "false")]);
+        assert_eq!(s.worker_id(), Some("1-a9f3"));
+        assert!(!s.inline_runs());
+        for bad in ["a%b", "a b", "x:y", &"w".repeat(65)] {
+            assert!(parse_worker_id(bad).is_err(), "{bad}");
+            assert_eq!(
+                Settings::from_pairs(&[("worker_id", bad)]).worker_id(),
+                None
+            );
+        }
+        let cap = Settings::from_pairs(&[("worker_memory_limit", "268435456")]);
+        assert_eq!(cap.worker_memory_limit(), Some(268_435_456));
     }
 
     #[test]

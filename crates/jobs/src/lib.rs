@@ -10,16 +10,23 @@
 //!   job itself, inline, right after its response has gone out (so a tool that traps or
 //!   never ends cannot cost the client its answer);
 //! - a runner claims with a lease; a job left queued past [`QUEUED_GRACE_MS`] or running
-//!   past its lease is claimed again by the next worker invocation or request that
-//!   touches it, and failed with `timeout` once [`MAX_ATTEMPTS`] runs have been lost.
+//!   past its lease is claimed again by the next worker drain, and failed with `timeout`
+//!   once [`MAX_ATTEMPTS`] runs have been lost. Reads never run jobs: a read that sees
+//!   one nobody runs wakes the workers, and runs it itself only when no worker can hear
+//!   and `inline_runs` allows it (no worker at all, as on Fermyon Cloud);
+//! - hard limits (`data20_domain::limits`): a supervisor kills a worker process whose
+//!   job ran past its timeout and fails the job; a worker process whose instance
+//!   trapped fails the jobs it left running when the supervisor wakes it
+//!   ([`Jobs::fail_orphans`]).
 
 use data20_domain::job::{JobEventKind, Progress};
+use data20_domain::limits;
 use data20_domain::time::{now_ms, rfc3339_ms};
 use data20_domain::{ApiError, JobEvent, JobId, JobStatus, Registry, Settings, ToolSpec};
 use data20_redis::{keys, Redis};
 use data20_sqlite::jobs::{
-    CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, NewEvent, NewJob, NewOutput,
-    RetryOutcome,
+    CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, Lease, NewEvent, NewJob,
+    NewOutput, RetryOutcome,
 };
 use data20_sqlite::{Db, DbError};
 use data20_tools::{Deadline, ToolError};
@@ -29,6 +36,9 @@ use std::time::Duration;
 pub const QUEUED_GRACE_MS: i64 = 5_000;
 /// Added to a tool's timeout to form a runner's lease.
 pub const LEASE_GRACE_MS: i64 = 5_000;
+// The hard limit strikes before the lease ends: otherwise another runner could take a
+// looping job over before its process is killed.
+const _: () = assert!(limits::HARD_LIMIT_GRACE_MS < LEASE_GRACE_MS);
 /// Runs of one job, counting runs whose runner vanished.
 pub const MAX_ATTEMPTS: i64 = 2;
 
@@ -46,6 +56,15 @@ pub struct Submitted {
     pub dispatch: Dispatch,
     /// The idempotency key had made this job before: nothing new was created.
     pub replayed: bool,
+}
+
+/// What [`Jobs::enforce_hard_limit`] found.
+#[derive(Debug, Default)]
+pub struct HardLimitCheck {
+    /// Jobs failed now: the process running them must be restarted.
+    pub failed: Vec<JobId>,
+    /// Jobs still running within their limit.
+    pub running: usize,
 }
 
 /// What [`Jobs::cancel`] did.
@@ -146,7 +165,10 @@ impl Jobs<'_> {
     /// worker that heard it, or the caller (no subscriber, or Redis down).
     fn hand_off(&self, record: &JobRecord, payload: &str) -> Result<Dispatch, ApiError> {
         let receivers = self.publish(record, JobEventKind::JobCreated, payload);
-        if receivers.unwrap_or(0) > 0 {
+        // Under a supervisor (`inline_runs` off) a worker is on its way back (restarted
+        // after a kill, or once Redis returns): the job waits for it, queued, and the
+        // supervisor wakes it. Tool code never runs in the HTTP process there.
+        if receivers.unwrap_or(0) > 0 || !self.settings.inline_runs() {
             return Ok(Dispatch::Worker);
         }
         // Nobody can run it but us: say so in the row; the caller runs it.
@@ -264,13 +286,18 @@ impl Jobs<'_> {
         let timeout_s = registry
             .get(tool)
             .map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
-        let runner = format!("{}:{}", self.source, uuid::Uuid::new_v4());
+        let runner = self.runner_name();
         let now = now_ms();
-        let lease = now + timeout_s as i64 * 1000 + LEASE_GRACE_MS;
+        let deadline_ms = now + timeout_s as i64 * 1000;
+        let lease = Lease {
+            now_ms: now,
+            lease_ms: deadline_ms + LEASE_GRACE_MS,
+            deadline_ms,
+        };
         let started = self.transition_event(JobEventKind::JobStarted, now);
         match self
             .db
-            .claim_job(id, &runner, now, lease, MAX_ATTEMPTS, &started.event())
+            .claim_job(id, &runner, &lease, MAX_ATTEMPTS, &started.event())
             .map_err(db_error)?
         {
             Some(claimed) => {
@@ -280,6 +307,132 @@ impl Jobs<'_> {
             None => {
                 let record = self.load(id)?;
                 self.give_up_if_abandoned(record)
+            }
+        }
+    }
+
+    /// A new runner name: `worker:{worker_id}:{uuid}` in a worker process that has an
+    /// id (so its supervisor can tell which process runs what), else `{source}:{uuid}`.
+    fn runner_name(&self) -> String {
+        let run = uuid::Uuid::new_v4();
+        match self.worker_prefix() {
+            Some(prefix) => format!("{prefix}{run}"),
+            None => format!("{}:{run}", self.source),
+        }
+    }
+
+    /// `worker:{id}:` for a worker process with an id.
+    fn worker_prefix(&self) -> Option<String> {
+        (self.source == "worker")
+            .then(|| self.settings.worker_id())
+            .flatten()
+            .map(limits::runner_prefix)
+    }
+
+    /// Fails this worker process's own running jobs, when no instance of it is live. A
+    /// worker process handles its messages one at a time, so while it handles one (the
+    /// supervisor's addressed wake-up), a job still running under its name was left by
+    /// an instance that trapped (out of memory at the instance cap, or out of stack):
+    /// it fails with `resource_exhausted` at once, instead of waiting for its lease,
+    /// and is not run again. Answers how many it failed.
+    pub fn fail_orphans(&self) -> usize {
+        let Some(prefix) = self.worker_prefix() else {
+            return 0;
+        };
+        let orphans = match self.db.running_jobs_of(&prefix) {
+            Ok(o) => o.into_iter().map(|j| j.id).collect::<Vec<_>>(),
+            Err(e) => {
+                log_warn(&format!("cannot look for orphaned jobs: {e}"));
+                return 0;
+            }
+        };
+        let msg = limits::trapped_error(self.settings.worker_memory_limit());
+        let mut failed = 0;
+        for id in orphans {
+            let event = self.transition_event(JobEventKind::JobFailed, now_ms());
+            match self.db.fail_job(&id, None, now_ms(), &msg, &event.event()) {
+                Ok(Some(record)) => {
+                    let _ = self.db.add_counter(limits::TRAPPED_COUNTER, 1);
+                    log_warn(&format!("job {id} failed: {msg}"));
+                    event.publish(&record);
+                    failed += 1;
+                }
+                Ok(None) => {}
+                Err(e) => log_warn(&format!("cannot fail orphaned job {id}: {e}")),
+            }
+        }
+        failed
+    }
+
+    /// The hard limit, enforced from inside the worker's own Spin process (SpinKube's
+    /// liveness check, `GET /api/health/worker`, where no supervisor can kill one
+    /// process): fails this worker's jobs that are past their deadline plus
+    /// `limits::KILL_AFTER_MS`, with the hard-limit error, and answers them; the caller
+    /// then asks for the process to be restarted (Kubernetes kills the container when
+    /// its liveness check fails). It also wakes this worker once its running job's
+    /// instance has ended (see [`Jobs::fail_orphans`]) and every worker while a job has
+    /// waited in the queue for over a second.
+    pub fn enforce_hard_limit(&self) -> Result<HardLimitCheck, ApiError> {
+        let prefix = self.worker_prefix().ok_or_else(|| {
+            ApiError::NotFound("this process runs no worker with a worker_id".into())
+        })?;
+        let now = now_ms();
+        let running = self.db.running_jobs_of(&prefix).map_err(db_error)?;
+        let mut check = HardLimitCheck::default();
+        for job in &running {
+            if !limits::past_hard_limit(job.deadline_ms, now) {
+                continue;
+            }
+            let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;
+            let msg = limits::hard_limit_error(&job.tool, timeout_ms);
+            let event = self.transition_event(JobEventKind::JobFailed, now);
+            if let Some(record) = self
+                .db
+                .fail_job(&job.id, None, now, &msg, &event.event())
+                .map_err(db_error)?
+            {
+                let _ = self.db.add_counter(limits::HARD_KILLED_COUNTER, 1);
+                log_warn(&format!("job {} failed: {msg}", job.id));
+                event.publish(&record);
+            }
+            check.failed.push(job.id);
+        }
+        check.running = running.len() - check.failed.len();
+        if check.failed.is_empty() && check.running > 0 {
+            self.wake(self.settings.worker_id());
+        }
+        if self
+            .db
+            .queued_since(now - limits::QUEUED_WAKE_AFTER_MS)
+            .unwrap_or(false)
+        {
+            self.wake(None);
+        }
+        Ok(check)
+    }
+
+    /// Asks the workers to drain (a job needs recovering). Answers how many heard, or
+    /// `None` when Redis is unavailable.
+    pub fn wake_workers(&self) -> Option<i64> {
+        self.wake(None)
+    }
+
+    /// Publishes a wake-up for `worker` (every worker when `None`).
+    fn wake(&self, worker: Option<&str>) -> Option<i64> {
+        let wake = limits::WakeUp::to(worker).to_json();
+        match self.redis.execute(
+            "PUBLISH",
+            &[
+                data20_redis::Arg::Str(limits::WAKE_UP_CHANNEL),
+                data20_redis::Arg::Str(&wake),
+            ],
+        ) {
+            Ok(reply) => data20_redis::int_reply(&reply).ok(),
+            Err(e) => {
+                if !e.is_unavailable() {
+                    log_warn(&format!("cannot wake the workers: {e}"));
+                }
+                None
             }
         }
     }

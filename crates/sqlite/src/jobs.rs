@@ -168,6 +168,25 @@ pub enum RetryOutcome {
     NotFound,
 }
 
+/// A running job, as a worker process's watcher sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    pub id: JobId,
+    pub tool: String,
+    pub started_ms: i64,
+    /// The end of its own timeout (`None`: claimed before the hard limits existed).
+    pub deadline_ms: Option<i64>,
+}
+
+/// The times a claim records: now, the end of the runner's lease (after which anyone
+/// may take the job over) and the end of the tool's own timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub deadline_ms: i64,
+}
+
 /// An output file to store.
 pub struct NewOutput<'a> {
     pub name: &'a str,
@@ -347,14 +366,15 @@ impl Db {
         })
     }
 
-    /// Claims a job for `runner` until `lease_ms`: a queued job, or a running one whose
-    /// runner let its lease expire, while attempts remain. `None`: someone else has it.
+    /// Claims a job for `runner` until `lease.lease_ms`: a queued job, or a running one
+    /// whose runner let its lease expire, while attempts remain. `None`: someone else
+    /// has it. The claim records when the job's own timeout ends (`deadline_ms`): what
+    /// a supervisor outside the WebAssembly enforces.
     pub fn claim_job(
         &self,
         id: &JobId,
         runner: &str,
-        now_ms: i64,
-        lease_ms: i64,
+        lease: &Lease,
         max_attempts: i64,
         event: &NewEvent<'_>,
     ) -> Result<Option<Claimed>, DbError> {
@@ -363,18 +383,19 @@ impl Db {
                 let r = db.execute(
                     &format!(
                     "UPDATE jobs SET status = 'running', started_ms = ?, lease_ms = ?, runner = ?, \
-                       attempts = attempts + 1 \
+                       deadline_ms = ?, attempts = attempts + 1 \
                      WHERE id = ? AND attempts < ? AND cancel_requested = 0 \
                        AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
                      RETURNING params, {ROW_COLUMNS}"
                 ),
                     &[
-                        Value::Integer(now_ms),
-                        Value::Integer(lease_ms),
+                        Value::Integer(lease.now_ms),
+                        Value::Integer(lease.lease_ms),
                         text(runner),
+                        Value::Integer(lease.deadline_ms),
                         id_value(id),
                         Value::Integer(max_attempts),
-                        Value::Integer(now_ms),
+                        Value::Integer(lease.now_ms),
                     ],
                 )?;
                 let claimed = r
@@ -766,6 +787,18 @@ impl Db {
         })
     }
 
+    /// Adds `delta` to a counter kept with the data.
+    pub fn add_counter(&self, name: &str, delta: i64) -> Result<(), DbError> {
+        self.with_schema(|db| {
+            db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) \
+                 ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                &[text(name), Value::Integer(delta)],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// A counter kept with the data (0 when never set).
     pub fn counter(&self, name: &str) -> Result<i64, DbError> {
         self.with_schema(|db| {
@@ -813,6 +846,45 @@ impl Db {
                 Some((id, row.get::<&str>("tool")?.to_string()))
             });
             Ok(next)
+        })
+    }
+
+    /// The running jobs whose runner name starts with `runner_prefix` (a worker
+    /// process's own runs).
+    pub fn running_jobs_of(&self, runner_prefix: &str) -> Result<Vec<RunningJob>, DbError> {
+        self.with_schema(|db| {
+            let r = db.execute(
+                "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status \
+                 WHERE status = 'running' AND substr(runner, 1, length(?)) = ?",
+                &[text(runner_prefix), text(runner_prefix)],
+            )?;
+            Ok(r.rows()
+                .filter_map(|row| {
+                    Some(RunningJob {
+                        id: JobId::parse(row.get::<&str>("id")?).ok()?,
+                        tool: row.get::<&str>("tool")?.to_string(),
+                        started_ms: row.get::<i64>("started_ms").unwrap_or(0),
+                        deadline_ms: row.get::<i64>("deadline_ms"),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    /// Whether some job has been queued since before `before_ms`.
+    pub fn queued_since(&self, before_ms: i64) -> Result<bool, DbError> {
+        self.with_schema(|db| {
+            let r = db.execute(
+                "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
+                   WHERE status = 'queued' AND created_ms < ?) AS waiting",
+                &[Value::Integer(before_ms)],
+            )?;
+            let waiting = r
+                .rows()
+                .next()
+                .and_then(|row| row.get::<i64>("waiting"))
+                .is_some_and(|w| w == 1);
+            Ok(waiting)
         })
     }
 

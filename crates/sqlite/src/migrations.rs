@@ -22,6 +22,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../../../migrations/0003_job_control.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../../migrations/0004_hard_limits.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).

@@ -9,6 +9,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub const MAX_MARKDOWN_BYTES: usize = 1_000_000;
+/// Block quotes and list items nested deeper than this are refused. pulldown-cmark's
+/// work grows with the square of the nesting (100 000 nested block quotes ran for 62 s
+/// in a worker), and no document a person reads nests a hundred deep. A cheap,
+/// honest guard; the job's hard time limit stays the real bound for everything else.
+pub const MAX_NESTING: usize = 100;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,11 +39,52 @@ pub fn render(markdown: &str) -> String {
         .to_string()
 }
 
+/// The deepest nesting of container markers (`>` and list markers) at the start of
+/// any line: `> > - x` is 3. Linear in the input.
+pub fn nesting_depth(markdown: &str) -> usize {
+    markdown.lines().map(line_nesting).max().unwrap_or(0)
+}
+
+fn line_nesting(line: &str) -> usize {
+    let bytes = line.as_bytes();
+    let (mut i, mut depth) = (0, 0);
+    loop {
+        while i < bytes.len() && matches!(bytes[i], b' ' | b'\t') {
+            i += 1;
+        }
+        match bytes.get(i) {
+            Some(b'>') => i += 1,
+            Some(b'-' | b'*' | b'+') if matches!(bytes.get(i + 1), Some(b' ' | b'\t')) => {
+                i += 2;
+            }
+            Some(b'0'..=b'9') => {
+                let digits = bytes[i..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let after = i + digits;
+                let ordered = digits <= 9
+                    && matches!(bytes.get(after), Some(b'.' | b')'))
+                    && matches!(bytes.get(after + 1), Some(b' ' | b'\t'));
+                if !ordered {
+                    return depth;
+                }
+                i = after + 2;
+            }
+            _ => return depth,
+        }
+        depth += 1;
+    }
+}
+
 pub fn run(params: &Value, deadline: &Deadline) -> Result<Vec<Output>, ToolError> {
     let p: Params = crate::params(params)?;
     if p.markdown.len() > MAX_MARKDOWN_BYTES {
         return Err(ToolError::TooLarge(format!(
             "markdown is over {MAX_MARKDOWN_BYTES} bytes"
+        )));
+    }
+    let depth = nesting_depth(&p.markdown);
+    if depth > MAX_NESTING {
+        return Err(ToolError::TooLarge(format!(
+            "markdown nests block quotes or lists {depth} deep; the limit is {MAX_NESTING}"
         )));
     }
     let body = render(&p.markdown);
@@ -107,6 +153,37 @@ mod tests {
         assert!(page.starts_with("<!doctype html>"));
         assert!(page.contains("<title>&lt;b&gt;T&lt;/b&gt;</title>"));
         assert!(page.contains("<p>hi</p>"));
+    }
+
+    #[test]
+    fn nesting_is_counted_from_line_starts() {
+        assert_eq!(nesting_depth("plain\n\ntext"), 0);
+        assert_eq!(nesting_depth("> quote"), 1);
+        assert_eq!(nesting_depth("> > - item\n- x"), 3);
+        assert_eq!(nesting_depth(">>>x"), 3);
+        assert_eq!(nesting_depth("1. one\n   2) two"), 1);
+        assert_eq!(
+            nesting_depth("- a\n  - b\n    - c"),
+            1,
+            "indented lists count per line"
+        );
+        assert_eq!(nesting_depth("-not a list\n2024 was a year\n*em*"), 0);
+        assert_eq!(nesting_depth("1234567890. too many digits"), 0);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_once_with_the_limit_named() {
+        let d = Deadline::after(Duration::from_secs(5));
+        let deep = ">".repeat(100_000) + " x";
+        let err = run(&json!({ "markdown": deep }), &d).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("100000 deep") && msg.contains("limit is 100"),
+            "{msg}"
+        );
+        // At the limit it renders.
+        let ok = "> ".repeat(MAX_NESTING) + "x";
+        assert!(run(&json!({ "markdown": ok }), &d).is_ok());
     }
 
     #[test]

@@ -1,0 +1,278 @@
+//! The supervisor's decisions, kept pure so they can be tested without processes.
+//!
+//! Every look (a few a second) the supervisor reads what each worker process is
+//! running from SQLite (`runner` names start with `worker:{worker_id}:`, `deadline_ms`
+//! is the end of the job's own timeout) and [`plan`] answers what to do:
+//! - **kill** a worker process whose job is [`KILL_AFTER_MS`] past its deadline, and
+//!   fail the job (within `HARD_LIMIT_GRACE_MS` of its timeout): WebAssembly cannot
+//!   pre-empt a guest, so a tool that never checks its deadline is stopped by ending
+//!   its process;
+//! - **wake one worker** once per job it runs: a worker handles its messages one at a
+//!   time, so the wake-up is handled only when the instance running that job has ended.
+//!   If the instance trapped (memory cap, stack), the job is still `running` then, and
+//!   the worker fails it with `resource_exhausted` at once;
+//! - **wake every worker** (at most once a second) while some job needs recovering: a
+//!   queued job nobody took (it was posted while no worker listened), a running job
+//!   whose lease ran out, the jobs a killed process leaves behind.
+
+#![cfg(not(target_arch = "wasm32"))]
+
+use data20_domain::limits::{past_hard_limit, runner_prefix, HARD_LIMIT_GRACE_MS, KILL_AFTER_MS};
+use std::collections::HashMap;
+
+/// Between two looks (the supervisor's loop, in `main.rs`).
+pub const LOOK_EVERY_MS: i64 = 250;
+// One look's delay and the kill itself (well under 200 ms) fit in what is left of the
+// promised grace after the kill point.
+const _: () = assert!(KILL_AFTER_MS + LOOK_EVERY_MS + 200 <= HARD_LIMIT_GRACE_MS);
+
+/// Between two general wake-ups.
+pub const WAKE_ALL_EVERY_MS: i64 = 1_000;
+pub use data20_domain::limits::QUEUED_WAKE_AFTER_MS;
+
+/// A running job, as the supervisor reads it from SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningJob {
+    pub id: String,
+    pub tool: String,
+    pub runner: String,
+    pub started_ms: i64,
+    /// The end of the job's own timeout (`None`: claimed by a build without hard limits).
+    pub deadline_ms: Option<i64>,
+    pub lease_ms: Option<i64>,
+}
+
+/// What the supervisor saw in one look.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub now_ms: i64,
+    /// Worker processes alive now, by id.
+    pub live_workers: Vec<String>,
+    pub running: Vec<RunningJob>,
+    /// Some queued job is older than [`QUEUED_WAKE_AFTER_MS`].
+    pub old_queued: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// SIGKILL worker `worker`, then fail `job` with `reason`.
+    Kill {
+        worker: String,
+        job: String,
+        reason: String,
+    },
+    /// Publish a wake-up addressed to `worker`.
+    WakeWorker(String),
+    /// Publish an unaddressed wake-up.
+    WakeAll,
+}
+
+/// What the supervisor remembers between looks.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// The last job each worker was woken for.
+    woken_for: HashMap<String, String>,
+    last_wake_all_ms: Option<i64>,
+}
+
+impl Memory {
+    /// Forgets a worker process that is gone.
+    pub fn forget(&mut self, worker: &str) {
+        self.woken_for.remove(worker);
+    }
+}
+
+/// The worker (among `live`) whose runs `runner` names.
+pub fn owner<'a>(runner: &str, live: &'a [String]) -> Option<&'a String> {
+    live.iter().find(|w| runner.starts_with(&runner_prefix(w)))
+}
+
+/// Decides this look's actions (see the crate doc), updating `memory`.
+pub fn plan(snap: &Snapshot, memory: &mut Memory) -> Vec<Action> {
+    let now = snap.now_ms;
+    let mut actions = Vec::new();
+    let mut killed: Vec<&String> = Vec::new();
+    for job in &snap.running {
+        let Some(worker) = owner(&job.runner, &snap.live_workers) else {
+            continue;
+        };
+        if past_hard_limit(job.deadline_ms, now) && !killed.contains(&worker) {
+            killed.push(worker);
+            let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;
+            actions.push(Action::Kill {
+                worker: worker.clone(),
+                job: job.id.clone(),
+                reason: data20_domain::limits::hard_limit_error(&job.tool, timeout_ms),
+            });
+        }
+    }
+    // One addressed wake-up per job a live worker runs, queued behind that run.
+    for worker in snap.live_workers.iter().filter(|w| !killed.contains(w)) {
+        let newest = snap
+            .running
+            .iter()
+            .filter(|j| owner(&j.runner, &snap.live_workers) == Some(worker))
+            .max_by_key(|j| j.started_ms);
+        if let Some(job) = newest {
+            if memory.woken_for.get(worker) != Some(&job.id) {
+                memory.woken_for.insert(worker.clone(), job.id.clone());
+                actions.push(Action::WakeWorker(worker.clone()));
+            }
+        }
+    }
+    let needs_recovery = snap.old_queued
+        || !killed.is_empty()
+        || snap.running.iter().any(|j| {
+            j.lease_ms.is_some_and(|l| l < now) && owner(&j.runner, &snap.live_workers).is_none()
+        });
+    let due = memory
+        .last_wake_all_ms
+        .is_none_or(|at| now - at >= WAKE_ALL_EVERY_MS);
+    if needs_recovery && due {
+        memory.last_wake_all_ms = Some(now);
+        actions.push(Action::WakeAll);
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn job(id: &str, worker: &str, started_ms: i64, timeout_ms: i64) -> RunningJob {
+        RunningJob {
+            id: id.into(),
+            tool: "json_query".into(),
+            runner: format!("worker:{worker}:0000-run"),
+            started_ms,
+            deadline_ms: Some(started_ms + timeout_ms),
+            lease_ms: Some(started_ms + timeout_ms + 5_000),
+        }
+    }
+
+    fn snap(now_ms: i64, live: &[&str], running: Vec<RunningJob>) -> Snapshot {
+        Snapshot {
+            now_ms,
+            live_workers: live.iter().map(|w| w.to_string()).collect(),
+            running,
+            old_queued: false,
+        }
+    }
+
+    fn kills(actions: &[Action]) -> Vec<(&str, &str)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Kill { worker, job, .. } => Some((worker.as_str(), job.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_job_is_killed_only_once_past_its_timeout_and_the_grace() {
+        let mut memory = Memory::default();
+        let running = vec![job("j1", "1-aa", 0, 10_000)];
+        // At the timeout, and until the kill point: the tool may still stop itself.
+        for now in [10_000, 10_000 + KILL_AFTER_MS] {
+            let actions = plan(&snap(now, &["1-aa"], running.clone()), &mut memory);
+            assert!(kills(&actions).is_empty(), "{now}: {actions:?}");
+        }
+        let now = 10_001 + KILL_AFTER_MS;
+        let actions = plan(&snap(now, &["1-aa"], running), &mut memory);
+        assert_eq!(kills(&actions), [("1-aa", "j1")]);
+        let Some(Action::Kill { reason, .. }) = actions.first() else {
+            panic!("{actions:?}")
+        };
+        assert!(reason.starts_with("timeout: json_query") && reason.contains("10 s"));
+        // The kill leaves a job to fail: everyone is woken to do it.
+        assert!(actions.contains(&Action::WakeAll));
+    }
+
+    #[test]
+    fn the_process_killed_is_the_one_whose_runner_name_holds_the_job() {
+        let mut memory = Memory::default();
+        let running = vec![
+            job("late", "2-bb", 0, 1_000),
+            job("fine", "1-aa", 0, 60_000),
+            // A worker id that is a prefix of another must not match it.
+            job("other", "2-bbx", 0, 60_000),
+        ];
+        let live = ["1-aa", "2-bb", "2-bbx"];
+        let actions = plan(&snap(10_000, &live, running), &mut memory);
+        assert_eq!(kills(&actions), [("2-bb", "late")]);
+    }
+
+    #[test]
+    fn jobs_of_processes_not_ours_are_not_killed() {
+        let mut memory = Memory::default();
+        let foreign = job("j2", "9-zz", 0, 1_000);
+        let mut api = job("j3", "x", 0, 1_000);
+        api.runner = "api:0000".into();
+        let actions = plan(&snap(100_000, &["1-aa"], vec![foreign, api]), &mut memory);
+        assert!(kills(&actions).is_empty(), "{actions:?}");
+        // Their leases are over: wake everyone to take them over.
+        assert_eq!(actions, [Action::WakeAll]);
+    }
+
+    #[test]
+    fn each_job_gets_one_addressed_wake_up_behind_its_run() {
+        let mut memory = Memory::default();
+        let s = snap(
+            1_000,
+            &["1-aa", "2-bb"],
+            vec![job("j1", "1-aa", 500, 10_000)],
+        );
+        assert_eq!(plan(&s, &mut memory), [Action::WakeWorker("1-aa".into())]);
+        assert!(plan(&s, &mut memory).is_empty(), "once per job");
+        let next = snap(
+            2_000,
+            &["1-aa", "2-bb"],
+            vec![job("j2", "1-aa", 1_500, 10_000)],
+        );
+        assert_eq!(
+            plan(&next, &mut memory),
+            [Action::WakeWorker("1-aa".into())]
+        );
+        // A restarted process (new id) starts afresh.
+        memory.forget("1-aa");
+        assert_eq!(
+            plan(&next, &mut memory),
+            [Action::WakeWorker("1-aa".into())]
+        );
+    }
+
+    #[test]
+    fn lost_and_waiting_jobs_wake_everyone_at_most_once_a_second() {
+        let mut memory = Memory::default();
+        let mut s = snap(10_000, &["1-aa"], vec![]);
+        assert!(plan(&s, &mut memory).is_empty(), "nothing to do");
+        s.old_queued = true;
+        assert_eq!(plan(&s, &mut memory), [Action::WakeAll]);
+        s.now_ms += WAKE_ALL_EVERY_MS - 1;
+        assert!(plan(&s, &mut memory).is_empty());
+        s.now_ms += 1;
+        assert_eq!(plan(&s, &mut memory), [Action::WakeAll]);
+        // A running job of a process that is gone, past its lease.
+        let mut memory = Memory::default();
+        let lost = snap(100_000, &["1-aa"], vec![job("j", "0-old", 0, 1_000)]);
+        assert_eq!(plan(&lost, &mut memory), [Action::WakeAll]);
+        // Before its lease ends it is not lost yet.
+        let mut memory = Memory::default();
+        let early = snap(2_000, &["1-aa"], vec![job("j", "0-old", 0, 1_000)]);
+        assert!(plan(&early, &mut memory).is_empty());
+    }
+
+    #[test]
+    fn one_kill_per_process_per_look() {
+        let mut memory = Memory::default();
+        let running = vec![job("a", "1-aa", 0, 1_000), job("b", "1-aa", 0, 1_000)];
+        let actions = plan(&snap(60_000, &["1-aa"], running), &mut memory);
+        assert_eq!(kills(&actions).len(), 1, "{actions:?}");
+        assert!(
+            !actions.contains(&Action::WakeWorker("1-aa".into())),
+            "no wake-up for a process being killed"
+        );
+    }
+}
