@@ -288,7 +288,10 @@ fn the_spinkube_liveness_check_is_the_hard_limit_of_a_worker_pod() {
     });
     // The API's own process has no worker: its check is a 404, never a 503.
     app.get("/api/health/worker").assert_error(404, "not_found");
-    assert_eq!(check().0, 200);
+    // The kubelet's initial delay: the pod's HTTP listener may come up after its worker.
+    data20_e2e::wait_until(Duration::from_secs(60), "the pod's check", || {
+        check().0 == 200
+    });
 
     // A loop: the check fails the job at its hard limit and asks for the restart.
     let (looping, accepted) =

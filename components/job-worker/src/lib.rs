@@ -37,14 +37,15 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     let Some(wake) = wake(&message) else {
         return Ok(());
     };
-    // What a drain reads after its I/O, read now: see `Settings::preload`.
-    let settings =
-        data20_http::settings().preload(&[Need::JobStatusTtl, Need::JobRetention, Need::Worker]);
+    let settings = data20_http::settings();
+    // A wake-up addressed to another worker process leaves after one variable read.
     if let Wake::Supervisor(w) = &wake {
         if !w.is_for(settings.worker_id()) {
             return Ok(());
         }
     }
+    // What a drain reads after its I/O, read now: see `Settings::preload`.
+    let settings = settings.preload(&[Need::JobStatusTtl, Need::JobRetention, Need::Worker]);
     let redis = data20_http::redis(&settings);
     // Most wake-ups under load name a job an earlier drain already took: one cached
     // read (pooled when configured) instead of opening the database.

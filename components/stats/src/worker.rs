@@ -4,7 +4,7 @@
 //!
 //! Served by this component inside the worker's own Spin process (the worker SpinApp
 //! runs `job-worker` and `stats`), with `worker_id` set to the pod's name. A job of
-//! this worker past its deadline plus `KILL_AFTER_MS` is failed here, with the
+//! this worker past its deadline plus `PROBED_KILL_AFTER_MS` is failed here, with the
 //! hard-limit error, and the answer is 503 so that the kubelet kills the container
 //! (and with it the instance that loops); otherwise 200. It also sends the wake-ups the
 //! supervisor would (a trapped run, jobs waiting in the queue). Not rate-limited: a

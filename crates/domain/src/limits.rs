@@ -26,13 +26,20 @@ pub const HARD_LIMIT_GRACE_MS: i64 = 2_000;
 /// for the look that notices it (one every 250 ms), the kill and the failure's commit.
 pub const KILL_AFTER_MS: i64 = 1_500;
 
+/// When a liveness check that runs once a second (SpinKube's, the shortest period the
+/// kubelet allows) fails a job: 0.8 s past its deadline, so that the check after it
+/// comes no later than 1.8 s past it and the job is failed within the grace. A tool
+/// that checks its deadline still stops itself first (it does within milliseconds).
+pub const PROBED_KILL_AFTER_MS: i64 = 800;
+const _: () = assert!(PROBED_KILL_AFTER_MS + 1_000 + 200 <= HARD_LIMIT_GRACE_MS);
+
 /// A queued job older than this wakes the workers (it was posted while none listened).
 pub const QUEUED_WAKE_AFTER_MS: i64 = 1_000;
 
-/// Whether a job whose own timeout ends at `deadline_ms` is, at `now_ms`, past the
-/// point where its process is killed.
-pub fn past_hard_limit(deadline_ms: Option<i64>, now_ms: i64) -> bool {
-    deadline_ms.is_some_and(|d| now_ms > d + KILL_AFTER_MS)
+/// Whether a job whose own timeout ends at `deadline_ms` is, at `now_ms`, more than
+/// `kill_after_ms` past it ([`KILL_AFTER_MS`] or [`PROBED_KILL_AFTER_MS`]).
+pub fn past_hard_limit(deadline_ms: Option<i64>, now_ms: i64, kill_after_ms: i64) -> bool {
+    deadline_ms.is_some_and(|d| now_ms > d + kill_after_ms)
 }
 
 /// The error prefix of a job stopped by the hard limit (the soft limit's is the same

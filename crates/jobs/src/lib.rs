@@ -367,7 +367,7 @@ impl Jobs<'_> {
     /// The hard limit, enforced from inside the worker's own Spin process (SpinKube's
     /// liveness check, `GET /api/health/worker`, where no supervisor can kill one
     /// process): fails this worker's jobs that are past their deadline plus
-    /// `limits::KILL_AFTER_MS`, with the hard-limit error, and answers them; the caller
+    /// `limits::PROBED_KILL_AFTER_MS`, with the hard-limit error, and answers them; the caller
     /// then asks for the process to be restarted (Kubernetes kills the container when
     /// its liveness check fails). It also wakes this worker once its running job's
     /// instance has ended (see [`Jobs::fail_orphans`]) and every worker while a job has
@@ -380,7 +380,7 @@ impl Jobs<'_> {
         let running = self.db.running_jobs_of(&prefix).map_err(db_error)?;
         let mut check = HardLimitCheck::default();
         for job in &running {
-            if !limits::past_hard_limit(job.deadline_ms, now) {
+            if !limits::past_hard_limit(job.deadline_ms, now, limits::PROBED_KILL_AFTER_MS) {
                 continue;
             }
             let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;

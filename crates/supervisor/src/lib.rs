@@ -96,7 +96,7 @@ pub fn plan(snap: &Snapshot, memory: &mut Memory) -> Vec<Action> {
         let Some(worker) = owner(&job.runner, &snap.live_workers) else {
             continue;
         };
-        if past_hard_limit(job.deadline_ms, now) && !killed.contains(&worker) {
+        if past_hard_limit(job.deadline_ms, now, KILL_AFTER_MS) && !killed.contains(&worker) {
             killed.push(worker);
             let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;
             actions.push(Action::Kill {
