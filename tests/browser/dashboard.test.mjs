@@ -296,7 +296,7 @@ test('graph labels are readable at the default zoom', async () => {
 test('a job stopped by the hard limit shows why it failed', async () => {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
   // Loops inside jaq, where no deadline check can reach it: the supervisor kills its
-  // worker process 1.5 s past the 10 s timeout and fails the job.
+  // worker process 1 s past the 10 s timeout and fails the job.
   const r = await fetch(`${base}/api/run`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ tool: 'json_query', params: { filter: 'last(range(1e12))', input: null } }),

@@ -22,9 +22,12 @@ pub const WAKE_UP_CHANNEL: &str = "job_wakeups";
 /// other runner takes a looping job over before it is killed.
 pub const HARD_LIMIT_GRACE_MS: i64 = 2_000;
 
-/// When the supervisor kills: 1.5 s past the deadline, leaving the rest of the grace
-/// for the look that notices it (one every 250 ms), the kill and the failure's commit.
-pub const KILL_AFTER_MS: i64 = 1_500;
+/// When the supervisor kills: 1 s past the deadline, leaving the rest of the grace for
+/// the look that notices it (one every 250 ms), the kill, the failure's commit and a
+/// replacement worker's start (about 0.4 s here), so that a job queued behind a killed
+/// one can still end within the grace of its own posting. A tool that checks its
+/// deadline still stops itself first (it does within milliseconds).
+pub const KILL_AFTER_MS: i64 = 1_000;
 
 /// When a liveness check that runs once a second (SpinKube's, the shortest period the
 /// kubelet allows) fails a job: 0.8 s past its deadline, so that the check after it
