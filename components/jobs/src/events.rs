@@ -111,7 +111,7 @@ pub async fn stream(ctx: &Ctx, req: &Request, raw_id: &str, out: ResponseOutpara
         // Staleness moves in seconds: look once a second, not on every poll. Under a
         // supervisor (`inline_runs` off) the supervisor recovers lost jobs and the
         // stream just goes on; without one, see below.
-        if settings.inline_runs() && last_stale_check.elapsed() >= STALE_CHECK {
+        if last_stale_check.elapsed() >= STALE_CHECK && settings.inline_runs() {
             let stale = db.job(&id).ok().flatten().filter(Jobs::is_stale);
             if let Some(stale) = stale {
                 // A watched job nobody runs any more: end the stream (returning drops

@@ -82,7 +82,7 @@ pub fn recover_stale(
         settings,
         source: "api",
     };
-    if waker.wake_workers().unwrap_or(0) > 0 {
+    if waker.wake(None).unwrap_or(0) > 0 {
         return;
     }
     let (id, tool) = (record.id, record.tool.clone());

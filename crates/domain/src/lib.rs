@@ -5,6 +5,7 @@ pub mod error;
 pub mod etag;
 pub mod idempotency;
 pub mod job;
+pub mod keys;
 pub mod limits;
 pub mod log;
 pub mod ratelimit;

@@ -7,13 +7,9 @@
 //! tools: a supervisor reads what every worker process is running (the `runner` and
 //! `deadline_ms` of each running job in SQLite), kills a process whose job ran
 //! [`KILL_AFTER_MS`] past its timeout, fails the job, and wakes the workers on
-//! [`WAKE_UP_CHANNEL`] to pick up the rest.
+//! `job_wakeups` ([`crate::keys::JOB_WAKEUPS`]) to pick up the rest.
 
 use serde::{Deserialize, Serialize};
-
-/// Channel of the supervisor's wake-ups (kept apart from `job_updates`, whose readers
-/// expect lifecycle events only).
-pub const WAKE_UP_CHANNEL: &str = "job_wakeups";
 
 /// The promise: a job that runs on past its `timeout_s` is failed within this much
 /// more, 2 s. Long enough that a tool which checks its deadline always fails itself
@@ -56,7 +52,7 @@ pub const HARD_KILLED_COUNTER: &str = "jobs_hard_killed";
 /// The counter of jobs failed because their instance trapped.
 pub const TRAPPED_COUNTER: &str = "jobs_resource_exhausted";
 
-/// A wake-up on [`WAKE_UP_CHANNEL`]: `{"event": "wake_up", "worker": "<id>"?}`.
+/// A wake-up on `job_wakeups`: `{"event": "wake_up", "worker": "<id>"?}`.
 /// Addressed to one worker process (`worker`), or to all. Whoever handles one is
 /// between messages, so none of its instances is live: it fails any job still running
 /// under its name (lost with a trapped instance), then drains.

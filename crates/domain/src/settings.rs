@@ -46,7 +46,8 @@ pub enum Need {
     ApiToken,
     JobStatusTtl,
     JobRetention,
-    /// The worker's identity and memory cap (the job-worker only).
+    /// The worker's identity (the job-worker only; its memory cap is read only when a
+    /// job trapped).
     Worker,
 }
 
@@ -153,7 +154,6 @@ impl Settings {
                 }
                 Need::Worker => {
                     self.worker_id();
-                    self.worker_memory_limit();
                 }
             }
         }

@@ -349,19 +349,28 @@ impl Jobs<'_> {
         let msg = limits::trapped_error(self.settings.worker_memory_limit());
         let mut failed = 0;
         for id in orphans {
-            let event = self.transition_event(JobEventKind::JobFailed, now_ms());
-            match self.db.fail_job(&id, None, now_ms(), &msg, &event.event()) {
-                Ok(Some(record)) => {
-                    let _ = self.db.add_counter(limits::TRAPPED_COUNTER, 1);
-                    log_warn(&format!("job {id} failed: {msg}"));
-                    event.publish(&record);
-                    failed += 1;
-                }
-                Ok(None) => {}
+            match self.fail_stopped(&id, &msg, limits::TRAPPED_COUNTER) {
+                Ok(true) => failed += 1,
+                Ok(false) => {}
                 Err(e) => log_warn(&format!("cannot fail orphaned job {id}: {e}")),
             }
         }
         failed
+    }
+
+    /// Fails a running job that something outside its run stopped (a trapped instance,
+    /// the hard limit), with its event, and counts it under `counter`. Answers whether
+    /// it failed it (`false`: the job had already ended).
+    fn fail_stopped(&self, id: &JobId, msg: &str, counter: &str) -> Result<bool, DbError> {
+        let now = now_ms();
+        let event = self.transition_event(JobEventKind::JobFailed, now);
+        let Some(record) = self.db.fail_job(id, None, now, msg, &event.event())? else {
+            return Ok(false);
+        };
+        let _ = self.db.add_counter(counter, 1);
+        log_warn(&format!("job {id} failed: {msg}"));
+        event.publish(&record);
+        Ok(true)
     }
 
     /// The hard limit, enforced from inside the worker's own Spin process (SpinKube's
@@ -381,23 +390,19 @@ impl Jobs<'_> {
         let mut check = HardLimitCheck::default();
         for job in &running {
             if !limits::past_hard_limit(job.deadline_ms, now, limits::PROBED_KILL_AFTER_MS) {
+                check.running += 1;
                 continue;
             }
             let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;
             let msg = limits::hard_limit_error(&job.tool, timeout_ms);
-            let event = self.transition_event(JobEventKind::JobFailed, now);
-            if let Some(record) = self
-                .db
-                .fail_job(&job.id, None, now, &msg, &event.event())
+            // A job that ended on its own just now needs no restart.
+            if self
+                .fail_stopped(&job.id, &msg, limits::HARD_KILLED_COUNTER)
                 .map_err(db_error)?
             {
-                let _ = self.db.add_counter(limits::HARD_KILLED_COUNTER, 1);
-                log_warn(&format!("job {} failed: {msg}", job.id));
-                event.publish(&record);
+                check.failed.push(job.id);
             }
-            check.failed.push(job.id);
         }
-        check.running = running.len() - check.failed.len();
         if check.failed.is_empty() && check.running > 0 {
             self.wake(self.settings.worker_id());
         }
@@ -411,23 +416,12 @@ impl Jobs<'_> {
         Ok(check)
     }
 
-    /// Asks the workers to drain (a job needs recovering). Answers how many heard, or
-    /// `None` when Redis is unavailable.
-    pub fn wake_workers(&self) -> Option<i64> {
-        self.wake(None)
-    }
-
-    /// Publishes a wake-up for `worker` (every worker when `None`).
-    fn wake(&self, worker: Option<&str>) -> Option<i64> {
+    /// Publishes a wake-up for `worker` (every worker when `None`): answers how many
+    /// heard it, or `None` when Redis is unavailable.
+    pub fn wake(&self, worker: Option<&str>) -> Option<i64> {
         let wake = limits::WakeUp::to(worker).to_json();
-        match self.redis.execute(
-            "PUBLISH",
-            &[
-                data20_redis::Arg::Str(limits::WAKE_UP_CHANNEL),
-                data20_redis::Arg::Str(&wake),
-            ],
-        ) {
-            Ok(reply) => data20_redis::int_reply(&reply).ok(),
+        match self.redis.publish(keys::JOB_WAKEUPS, wake.as_bytes()) {
+            Ok(heard) => Some(heard),
             Err(e) => {
                 if !e.is_unavailable() {
                     log_warn(&format!("cannot wake the workers: {e}"));

@@ -14,7 +14,8 @@
 
 pub mod gate;
 pub mod info;
-pub mod keys;
+/// Key and channel names live with the domain (the supervisor, a host program, uses them too).
+pub use data20_domain::keys;
 pub mod pooled;
 
 use data20_domain::ReadPath;
@@ -234,6 +235,12 @@ impl Redis {
                 Arg::Bytes(payload),
             ],
         )?;
+        int_reply(&reply)
+    }
+
+    /// `PUBLISH`: answers how many subscribers received the message.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
+        let reply = self.execute("PUBLISH", &[Arg::Str(channel), Arg::Bytes(payload)])?;
         int_reply(&reply)
     }
 

@@ -22,7 +22,8 @@
 #![allow(unsafe_code)]
 
 use anyhow::{Context, Result};
-use data20_domain::limits::{runner_prefix, WakeUp, HARD_KILLED_COUNTER, WAKE_UP_CHANNEL};
+use data20_domain::keys;
+use data20_domain::limits::{runner_prefix, WakeUp, HARD_KILLED_COUNTER};
 use data20_domain::{JobEvent, JobEventKind, JobId, JobStatus};
 use data20_supervisor::{plan, Action, Memory, RunningJob, Snapshot, QUEUED_WAKE_AFTER_MS};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -141,6 +142,16 @@ impl Worker {
 struct Slot {
     worker: Option<Worker>,
     exited_at: Option<Instant>,
+}
+
+impl Slot {
+    /// Empty, and past the pause after its worker exited.
+    fn due(&self) -> bool {
+        self.worker.is_none()
+            && self
+                .exited_at
+                .is_none_or(|at| at.elapsed() >= RESTART_PAUSE)
+    }
 }
 
 /// The SQLite database the workers share, opened once it exists (Spin creates it).
@@ -300,14 +311,14 @@ impl Bus {
     /// A job's status changed behind the cache: drop the cached document (the next
     /// read is a MISS and sees SQLite) and publish the event on `job_updates`.
     fn announce(&mut self, job: &str, payload: &str) {
-        let key = format!("job:{job}:status");
+        let key = keys::job_status(&job);
         let sent = self.with_conn(|c| {
             redis::pipe()
                 .cmd("DEL")
                 .arg(&key)
                 .ignore()
                 .cmd("PUBLISH")
-                .arg("job_updates")
+                .arg(keys::JOB_UPDATES)
                 .arg(payload)
                 .query::<(i64,)>(c)
         });
@@ -322,7 +333,7 @@ impl Bus {
         let payload = WakeUp::to(worker).to_json();
         self.with_conn(|c| {
             redis::cmd("PUBLISH")
-                .arg(WAKE_UP_CHANNEL)
+                .arg(keys::JOB_WAKEUPS)
                 .arg(&payload)
                 .query::<i64>(c)
         });
@@ -348,16 +359,9 @@ fn main() -> Result<()> {
     let mut memory = Memory::default();
     while !stop.load(Ordering::Relaxed) {
         reap(&mut slots, &mut store, &mut memory);
-        let waiting = slots.iter().any(|s| {
-            s.worker.is_none() && s.exited_at.is_none_or(|at| at.elapsed() >= RESTART_PAUSE)
-        });
-        if waiting && bus.answers() {
+        if slots.iter().any(Slot::due) && bus.answers() {
             for (i, slot) in slots.iter_mut().enumerate() {
-                if slot.worker.is_none()
-                    && slot
-                        .exited_at
-                        .is_none_or(|at| at.elapsed() >= RESTART_PAUSE)
-                {
+                if slot.due() {
                     match Worker::start(&config, i + 1) {
                         Ok(w) => slot.worker = Some(w),
                         Err(e) => log(&format!("{e:#}")),

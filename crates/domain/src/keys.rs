@@ -2,6 +2,9 @@
 
 pub const TOOL_REGISTRY: &str = "tool_registry";
 pub const JOB_UPDATES: &str = "job_updates";
+/// The supervisor's wake-ups (kept apart from `job_updates`, whose readers expect
+/// lifecycle events only); see `crate::limits::WakeUp`.
+pub const JOB_WAKEUPS: &str = "job_wakeups";
 
 /// `job:{uuid}:status`: the caller passes a parsed job id.
 pub fn job_status(job_id: &impl std::fmt::Display) -> String {
