@@ -445,10 +445,14 @@ fn a_job_whose_worker_is_killed_still_ends() {
     let app = TestApp::start();
     let sub = Subscriber::new(&app.redis.url());
     let (id, _) = app.submit("build_graph", big_graph());
+    let mut first_start = None;
     let started = wait_for(FINISH, || {
-        sub.drain(Duration::from_millis(20))
-            .iter()
-            .any(|e| e["job_id"] == id.as_str() && e["event"] == "job_started")
+        first_start = sub
+            .drain(Duration::from_millis(20))
+            .into_iter()
+            .find(|e| e["job_id"] == id.as_str() && e["event"] == "job_started")
+            .map(|e| e["timestamp"].clone());
+        first_start.is_some()
     });
     assert!(started, "the worker never started the job");
     app.kill_worker(1);
@@ -470,6 +474,16 @@ fn a_job_whose_worker_is_killed_still_ends() {
     assert_eq!(
         status["attempts"], 2,
         "a second run finished what the killed worker started"
+    );
+    // The supervisor frees a dead worker's jobs at once: the second run started before
+    // the first one's lease would have ended (build_graph's 20 s timeout + 5 s).
+    let at = |v: &Value| humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
+    let rerun_after = at(&status["started_at"])
+        .duration_since(at(&first_start.unwrap()))
+        .unwrap();
+    assert!(
+        rerun_after < Duration::from_secs(20 + 5),
+        "the rerun waited for the lease ({rerun_after:?}): {status}"
     );
 }
 
