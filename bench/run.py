@@ -3,11 +3,13 @@
 
 Starts a redis-server and several Spin apps on free loopback ports, drives them with
 wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
-latency and each route's ratio to six floors: a hello-world component with no I/O and
+latency and each route's ratio to nine floors: a hello-world component with no I/O and
 one that makes exactly one outbound Redis GET of a registry-sized value, each built for
 wasm32-wasip1 and for wasm32-wasip2, one GET of the same value through Spin's
 key-value store on the redis provider (the host's pooled connection), and that GET
-after one `increment` (the least a rate-limited cached read does). POST /api/run runs
+after one `increment` (the least a rate-limited cached read does), and three on
+`spin-sdk` 6.0.0 (WASIp3, instances Spin 4 reuses across requests): hello, one key-value
+GET, and one outbound GET on a connection the instance keeps. POST /api/run runs
 next to the accept floors (one SQLite commit at synchronous=FULL, one outbound PUBLISH,
 and both). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
@@ -366,6 +368,10 @@ def main():
             ("floor: one key-value GET (pooled), wasip2", f"{floor_base}/kv-get", floors_proc.pid, None),
             ("floor: increment + key-value GET (pooled), wasip2", f"{floor_base}/kv-limited-get",
              floors_proc.pid, None),
+            ("floor: hello, WASIp3 (sdk 6, reused)", f"{floor_base}/p3/hello", floors_proc.pid, None),
+            ("floor: one key-value GET, WASIp3", f"{floor_base}/p3/kv-get", floors_proc.pid, None),
+            ("floor: one outbound GET on a kept connection, WASIp3", f"{floor_base}/p3/redis-get",
+             floors_proc.pid, None),
             ("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools", main_pg, None),
             ("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools", nocache_pg, None),
             ("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}", main_pg, None),
@@ -409,11 +415,11 @@ def main():
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
-        floor_labels = [label for label, _ in rows[:6]]
+        floor_labels = [label for label, _ in rows[:9]]
         lines = []
         lines.append("| route | req/s | p50 ms | p99 ms | × hello p2 | × hello p1 | × GET p2 "
-                     "| × GET p1 | × KV GET p2 | × incr + KV GET p2 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                     "| × GET p1 | × KV GET p2 | × incr + KV GET p2 | × hello p3 | × KV GET p3 | × kept GET p3 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for label, res in rows:
             ratios = " | ".join(f"{res['rps'] / by_label[f]['rps']:.2f}" for f in floor_labels)
             lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "
