@@ -3,7 +3,7 @@
 
 Starts a redis-server and several Spin apps on free loopback ports, drives them with
 wrk (bounded duration, loopback only), and prints one table: requests/s, p50/p99
-latency and each route's ratio to nine floors: a hello-world component with no I/O and
+latency and each route's ratio to every read floor (READ_FLOORS): a hello-world component with no I/O and
 one that makes exactly one outbound Redis GET of a registry-sized value, each built for
 wasm32-wasip1 and for wasm32-wasip2, one GET of the same value through Spin's
 key-value store on the redis provider (the host's pooled connection), and that GET
@@ -28,6 +28,20 @@ import subprocess, sys, tempfile, threading, time, uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 procs = []
+
+
+# The read floors every route is compared with: (ratio column, row label, path under /floor).
+READ_FLOORS = [
+    ("hello p2", "floor: hello, wasip2", "hello"),
+    ("hello p1", "floor: hello, wasip1", "hello-wasip1"),
+    ("GET p2", "floor: one outbound GET, wasip2", "redis-get"),
+    ("GET p1", "floor: one outbound GET, wasip1", "redis-get-wasip1"),
+    ("KV GET p2", "floor: one key-value GET (pooled), wasip2", "kv-get"),
+    ("incr + KV GET p2", "floor: increment + key-value GET (pooled), wasip2", "kv-limited-get"),
+    ("hello p3", "floor: hello, WASIp3 (sdk 6, reused)", "p3/hello"),
+    ("KV GET p3", "floor: one key-value GET, WASIp3", "p3/kv-get"),
+    ("kept GET p3", "floor: one outbound GET on a kept connection, WASIp3", "p3/redis-get"),
+]
 
 
 def free_port():
@@ -361,17 +375,7 @@ def main():
         d, n = args.duration, args.connections
         floor_base = f"http://127.0.0.1:{floors}/floor"
         routes = [
-            ("floor: hello, wasip2", f"{floor_base}/hello", floors_proc.pid, None),
-            ("floor: hello, wasip1", f"{floor_base}/hello-wasip1", floors_proc.pid, None),
-            ("floor: one outbound GET, wasip2", f"{floor_base}/redis-get", floors_proc.pid, None),
-            ("floor: one outbound GET, wasip1", f"{floor_base}/redis-get-wasip1", floors_proc.pid, None),
-            ("floor: one key-value GET (pooled), wasip2", f"{floor_base}/kv-get", floors_proc.pid, None),
-            ("floor: increment + key-value GET (pooled), wasip2", f"{floor_base}/kv-limited-get",
-             floors_proc.pid, None),
-            ("floor: hello, WASIp3 (sdk 6, reused)", f"{floor_base}/p3/hello", floors_proc.pid, None),
-            ("floor: one key-value GET, WASIp3", f"{floor_base}/p3/kv-get", floors_proc.pid, None),
-            ("floor: one outbound GET on a kept connection, WASIp3", f"{floor_base}/p3/redis-get",
-             floors_proc.pid, None),
+            *((label, f"{floor_base}/{path}", floors_proc.pid, None) for _, label, path in READ_FLOORS),
             ("GET /api/tools (HIT)", f"http://127.0.0.1:{main_port}/api/tools", main_pg, None),
             ("GET /api/tools (MISS)", f"http://127.0.0.1:{nocache_port}/api/tools", nocache_pg, None),
             ("GET /api/jobs/{id} (HIT)", f"http://127.0.0.1:{main_port}/api/jobs/{job}", main_pg, None),
@@ -415,11 +419,10 @@ def main():
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
-        floor_labels = [label for label, _ in rows[:9]]
-        lines = []
-        lines.append("| route | req/s | p50 ms | p99 ms | × hello p2 | × hello p1 | × GET p2 "
-                     "| × GET p1 | × KV GET p2 | × incr + KV GET p2 | × hello p3 | × KV GET p3 | × kept GET p3 | Spin CPU µs/req | Redis CPU µs/req | non-2xx |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        floor_labels = [label for _, label, _ in READ_FLOORS]
+        columns = ["req/s", "p50 ms", "p99 ms", *(f"× {column}" for column, _, _ in READ_FLOORS),
+                   "Spin CPU µs/req", "Redis CPU µs/req", "non-2xx"]
+        lines = ["| route | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
         for label, res in rows:
             ratios = " | ".join(f"{res['rps'] / by_label[f]['rps']:.2f}" for f in floor_labels)
             lines.append(f"| {label} | {res['rps']:.0f} | {res['p50']:.2f} | {res['p99']:.2f} | "

@@ -26,15 +26,20 @@ thread_local! {
 #[spin_sdk::http_service]
 async fn handle(req: Request) -> impl IntoResponse {
     let value = match req.uri().path() {
-        "/floor/p3/hello" => return reply(200, b"hello".to_vec()),
+        "/floor/p3/hello" => return reply(StatusCode::OK, b"hello".to_vec()),
         "/floor/p3/kv-get" => kv_get().await,
         "/floor/p3/redis-get" => kept_get().await,
-        other => return reply(404, format!("no floor at {other}").into_bytes()),
+        other => {
+            return reply(
+                StatusCode::NOT_FOUND,
+                format!("no floor at {other}").into_bytes(),
+            )
+        }
     };
     match value {
-        Ok(Some(bytes)) => reply(200, bytes),
-        Ok(None) => reply(404, b"bench:floor is not set".to_vec()),
-        Err(e) => reply(503, e.into_bytes()),
+        Ok(Some(bytes)) => reply(StatusCode::OK, bytes),
+        Ok(None) => reply(StatusCode::NOT_FOUND, b"bench:floor is not set".to_vec()),
+        Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.into_bytes()),
     }
 }
 
@@ -71,7 +76,6 @@ async fn kept_get() -> Result<Option<Vec<u8>>, String> {
     value.map_err(|e| format!("redis: {e}"))
 }
 
-fn reply(status: u16, body: Vec<u8>) -> (StatusCode, FullBody<bytes::Bytes>) {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+fn reply(status: StatusCode, body: Vec<u8>) -> (StatusCode, FullBody<bytes::Bytes>) {
     (status, FullBody::new(body.into()))
 }
