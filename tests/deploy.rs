@@ -168,6 +168,15 @@ fn spinapp_variables_are_declared_in_spin_toml_used_by_their_components_and_secr
                 read.push_str(t["address"].as_str().unwrap());
             }
         }
+        // The pooled hot-read path is gone, and its switch with it.
+        assert!(
+            !app["spec"]["variables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v["name"] == "redis_reads"),
+            "{name} sets redis_reads, which the app no longer has"
+        );
         let mut bound = BTreeSet::new();
         for var in app["spec"]["variables"].as_array().unwrap() {
             let var_name = var["name"].as_str().unwrap();
@@ -202,13 +211,6 @@ fn spinapp_variables_are_declared_in_spin_toml_used_by_their_components_and_secr
         }
         // The default redis_url is the developer's localhost: every pod must be told.
         assert!(bound.contains("redis_url"), "{name} does not set redis_url");
-        // Outbound reads: the pooled path hangs while Redis is unreachable and no
-        // supervisor moves a pod off it (README, "Running on several machines").
-        assert!(app["spec"]["variables"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|v| v["name"] == "redis_reads" && v["value"] == "outbound"));
     }
     // POST routes stay protected on the cluster.
     let http_vars = spin_app("data20")["spec"]["variables"].clone();
@@ -304,9 +306,10 @@ fn the_spinapps_runtime_config_configures_every_store_their_components_open() {
             config["sqlite_database"]["default"]["type"].as_str(),
             Some("libsql")
         );
-        assert_eq!(
-            config["key_value_store"]["default"]["type"].as_str(),
-            Some("redis")
+        // Components reach Redis over outbound connections, not Spin's key-value store.
+        assert!(
+            config.get("key_value_store").is_none(),
+            "{secret}/runtime-config.toml configures a key-value store"
         );
         for c in strings(&app["spec"]["components"]) {
             let component = &manifest["component"][c.as_str()];
@@ -322,7 +325,7 @@ fn the_spinapps_runtime_config_configures_every_store_their_components_open() {
                 {
                     let label = label.as_str().unwrap();
                     assert!(
-                        config[section].get(label).is_some(),
+                        config.get(section).and_then(|s| s.get(label)).is_some(),
                         "{name}: {c} opens {uses} {label:?}, which the runtime config leaves \
                          on the pod's local disk"
                     );
@@ -330,18 +333,6 @@ fn the_spinapps_runtime_config_configures_every_store_their_components_open() {
             }
         }
     }
-    // The Redis that the key-value store pools and the Redis the variable names are one.
-    let config: Toml = toml::from_str(&example_secret(
-        "data20-runtime-config",
-        "runtime-config.toml",
-    ))
-    .unwrap();
-    assert_eq!(
-        config["key_value_store"]["default"]["url"]
-            .as_str()
-            .unwrap(),
-        example_secret("data20-secrets", "redis-url")
-    );
 }
 
 fn kill_group(child: &mut Child) {
@@ -355,7 +346,6 @@ fn render(env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(repo_root().join("deploy/render-runtime-config"));
     cmd.env_remove("DATA20_LIBSQL_URL")
         .env_remove("DATA20_LIBSQL_TOKEN")
-        .env_remove("DATA20_REDIS_URL")
         .envs(env.iter().copied());
     cmd.output().unwrap()
 }
@@ -371,12 +361,6 @@ fn the_template_renders_to_what_the_example_secret_holds() {
     let out = render(&[
         ("DATA20_LIBSQL_URL", sqlite["url"].as_str().unwrap()),
         ("DATA20_LIBSQL_TOKEN", sqlite["token"].as_str().unwrap()),
-        (
-            "DATA20_REDIS_URL",
-            example["key_value_store"]["default"]["url"]
-                .as_str()
-                .unwrap(),
-        ),
     ]);
     assert!(
         out.status.success(),
@@ -399,8 +383,7 @@ fn the_template_renders_to_what_the_example_secret_holds() {
 fn rendering_refuses_missing_and_unsafe_values() {
     let good = [
         ("DATA20_LIBSQL_URL", "https://db.example.turso.io"),
-        ("DATA20_LIBSQL_TOKEN", "eyJhbGciOiJFZERTQSJ9.e30.sig"),
-        ("DATA20_REDIS_URL", "redis://:pa&ss@redis:6379/0"),
+        ("DATA20_LIBSQL_TOKEN", "eyJhbGciOiJFZERTQSJ9.e30.s&ig"),
     ];
     let out = render(&good);
     assert!(
@@ -411,9 +394,11 @@ fn rendering_refuses_missing_and_unsafe_values() {
     let rendered: Toml = toml::from_str(&String::from_utf8(out.stdout).unwrap()).unwrap();
     // Values arrive verbatim: `&` is not bash 5.2's "the match" in a replacement.
     assert_eq!(
-        rendered["key_value_store"]["default"]["url"].as_str(),
-        Some("redis://:pa&ss@redis:6379/0")
+        rendered["sqlite_database"]["default"]["token"].as_str(),
+        Some("eyJhbGciOiJFZERTQSJ9.e30.s&ig")
     );
+    // Only the libSQL database: no key-value store, no Redis URL to ask for.
+    assert!(rendered.get("key_value_store").is_none(), "{rendered}");
 
     let refused = |env: &[(&str, &str)], says: &str| {
         let out = render(env);
@@ -424,7 +409,7 @@ fn rendering_refuses_missing_and_unsafe_values() {
     };
     refused(&good[1..], "DATA20_LIBSQL_URL is not set");
     refused(
-        &[good[0], ("DATA20_LIBSQL_TOKEN", "to\"ken"), good[2]],
+        &[good[0], ("DATA20_LIBSQL_TOKEN", "to\"ken")],
         "DATA20_LIBSQL_TOKEN contains a quote",
     );
     // Turso prints libsql:// URLs; Spin speaks HTTP(S) to libSQL only.
@@ -432,13 +417,35 @@ fn rendering_refuses_missing_and_unsafe_values() {
         &[
             ("DATA20_LIBSQL_URL", "libsql://db.example.turso.io"),
             good[1],
-            good[2],
         ],
         "must start with https://",
     );
-    refused(
-        &[good[0], good[1], ("DATA20_REDIS_URL", "127.0.0.1:6379")],
-        "DATA20_REDIS_URL must start with redis://",
+
+    // A placeholder the script does not fill (an old template's Redis URL) is refused,
+    // not printed for Spin to read as a literal.
+    let old = std::env::temp_dir().join(format!(
+        "data20-old-runtime-config-{}-{}.toml",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::write(
+        &old,
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"${DATA20_REDIS_URL}\"\n",
+    )
+    .unwrap();
+    let out = Command::new(repo_root().join("deploy/render-runtime-config"))
+        .arg(&old)
+        .env_remove("DATA20_REDIS_URL")
+        .envs(good.iter().copied())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&old);
+    assert!(!out.status.success(), "rendered an unknown placeholder");
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("a placeholder this script does not know"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -461,10 +468,6 @@ fn spin_accepts_the_rendered_runtime_config_and_the_app_uses_libsql() {
     let out = render(&[
         ("DATA20_LIBSQL_URL", &nothing_listens),
         ("DATA20_LIBSQL_TOKEN", "not-a-real-token"),
-        (
-            "DATA20_REDIS_URL",
-            &format!("redis://127.0.0.1:{}", free_port()),
-        ),
     ]);
     assert!(
         out.status.success(),
@@ -510,11 +513,8 @@ fn spin_accepts_the_rendered_runtime_config_and_the_app_uses_libsql() {
         started,
         "spin up refused the rendered runtime config:\n{log}"
     );
-    assert!(
-        log.contains("[sqlite_database.default: libsql]")
-            && log.contains("[key_value_store.default: redis]"),
-        "{log}"
-    );
+    assert!(log.contains("[sqlite_database.default: libsql]"), "{log}");
+    assert!(!log.contains("[key_value_store.default: redis]"), "{log}");
     let (status, body) = health.unwrap();
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["sqlite"], "down", "{body}");

@@ -350,11 +350,12 @@ fn finished_jobs_past_their_retention_are_purged_and_the_file_stops_growing() {
         submit_batch(1_000);
     }
     let after = size();
-    // Freed pages are reused: twice the jobs since, about the same file (the WAL grows
-    // to its checkpoint size, about 4 MB, on the way); keeping every job would take
-    // 40 MB of text alone.
+    // Freed pages are reused: twice the jobs since, and the file grows by well under the
+    // doubling that keeping every job would cost (the WAL grows to its checkpoint size,
+    // about 4 MB, on the way). How big it settles depends on how many jobs the 2.6 s
+    // window holds, so on how fast this machine accepts them (19 MB at 200 posts/s).
     assert!(
-        after <= warm + warm / 4 && after < 15_000_000,
+        after <= warm + warm / 2,
         "the database and its WAL grew from {warm} to {after} bytes"
     );
     // The earliest jobs are gone, outputs and events included.
@@ -368,7 +369,7 @@ fn finished_jobs_past_their_retention_are_purged_and_the_file_stops_growing() {
     let purged = app.get("/api/stats").json()["retention"]["purged"]
         .as_i64()
         .unwrap();
-    assert!(purged >= 1_000, "purged {purged}");
+    assert!(purged >= 2_000, "purged {purged} of 4 000");
 }
 
 #[test]

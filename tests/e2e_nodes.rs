@@ -43,15 +43,13 @@ impl SecondNode {
     fn start(first: &TestApp) -> SecondNode {
         let dir = first.dir.join("node2");
         std::fs::create_dir_all(&dir).unwrap();
-        // What scripts/up writes, plus the database: a local file that is node 1's.
+        // The database: a local file that is node 1's.
         let runtime_config = dir.join("runtime-config.toml");
         std::fs::write(
             &runtime_config,
             format!(
-                "[sqlite_database.default]\ntype = \"spin\"\npath = {path}\n\n\
-                 [key_value_store.default]\ntype = \"redis\"\nurl = {url}\n",
+                "[sqlite_database.default]\ntype = \"spin\"\npath = {path}\n",
                 path = toml_string(&first.sqlite_path()),
-                url = toml_string(Path::new(&first.redis.url())),
             ),
         )
         .unwrap();
@@ -67,7 +65,6 @@ impl SecondNode {
                 .arg(&runtime_config)
                 // The settings scripts/up gives its processes, and the tests' rate limit.
                 .env("SPIN_VARIABLE_REDIS_URL", first.redis.url())
-                .env("SPIN_VARIABLE_REDIS_READS", "pooled")
                 .env("SPIN_VARIABLE_RATE_LIMIT_MAX", "1000000")
                 .env("SPIN_MAX_INSTANCE_MEMORY", "268435456")
                 .stdin(Stdio::null())

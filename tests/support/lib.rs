@@ -291,11 +291,20 @@ impl TestApp {
             "install Spin (scripts/setup uses the official installer; see README, 'Spin runtime')",
         );
         let root = repo_root();
+        // spin.cloud.toml runs the compatibility build (spin-sdk 5.2) from target/compat.
+        let (target, build) = if options.cloud_manifest {
+            ("target/compat", "spin build -f spin.cloud.toml")
+        } else {
+            ("target", "spin build")
+        };
         for wasm in ["tools", "run", "jobs", "stats", "dashboard", "job_worker"] {
-            let p = root.join(format!("target/wasm32-wasip2/release/{wasm}.wasm"));
+            if options.cloud_manifest && wasm == "job_worker" {
+                continue;
+            }
+            let p = root.join(format!("{target}/wasm32-wasip2/release/{wasm}.wasm"));
             assert!(
                 p.exists(),
-                "{} is missing: run `spin build` first (the test command does)",
+                "{} is missing: run `{build}` first (the test command does)",
                 p.display()
             );
         }
@@ -538,35 +547,15 @@ impl TestApp {
         self.redis.conn()
     }
 
-    /// Stops Redis and waits until the API reports it (`/api/health` degraded). On the
-    /// pooled read path `scripts/up` first moves the HTTP app to outbound reads (Spin's
-    /// pooled connection does not fail fast), so a request sent in between may be cut.
+    /// Stops Redis and waits until the API reports it (`/api/health` degraded).
     pub fn stop_redis(&mut self) {
         self.redis.stop();
         self.wait_health("degraded");
     }
 
-    /// Starts Redis again (same port, empty) and waits until the API says `ok`. On the
-    /// pooled read path, first until `scripts/up` has moved the HTTP app back to it (a
-    /// new HTTP process): until then an `ok` may come from the outbound process about
-    /// to be replaced.
+    /// Starts Redis again (same port, empty) and waits until the API says `ok`.
     pub fn restart_redis(&mut self) {
-        let http_pid = || std::fs::read_to_string(self.dir.join("state/http.pid")).ok();
-        let before = http_pid();
         self.redis.restart();
-        let pooled = !self.options.cloud_manifest
-            && !self
-                .options
-                .variables
-                .iter()
-                .any(|(k, v)| k == "redis_reads" && v == "outbound");
-        if pooled {
-            wait_until(
-                Duration::from_secs(30),
-                "scripts/up to restart the HTTP app on the pooled path",
-                || http_pid() != before,
-            );
-        }
         self.wait_health("ok");
     }
 

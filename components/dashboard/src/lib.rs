@@ -5,10 +5,15 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+// The build's SDK, as the export macros name it (SPEC §7): WASIp3 by default, the
+// 5.2 line for the compatibility build.
+#[cfg(feature = "sdk5")]
+extern crate sdk5 as spin_sdk;
+#[cfg(feature = "sdk6")]
+extern crate sdk6 as spin_sdk;
+
 use data20_domain::ApiError;
-use data20_http::Ctx;
-use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::http_component;
+use data20_http::{Ctx, Request, Response};
 
 const INDEX: &str = include_str!("../../../dashboard/index.html");
 const APP_JS: &str = include_str!("../../../dashboard/app.js");
@@ -19,10 +24,11 @@ const APP_CSS: &str = include_str!("../../../dashboard/app.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; frame-src 'self'; form-action 'none'; base-uri 'none'";
 
-#[http_component]
-fn handle(req: Request) -> Response {
+data20_host::http_export!(handle, |_| 0);
+
+async fn handle(req: Request) -> Response {
     let ctx = Ctx::new("dashboard", &req);
-    let resp = if !matches!(req.method(), Method::Get | Method::Head) {
+    let resp = if !matches!(req.method(), "GET" | "HEAD") {
         let mut r = data20_http::error(&ApiError::MethodNotAllowed(req.method().to_string()));
         r.set_header("allow", "GET, HEAD");
         r

@@ -18,40 +18,48 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+// The build's SDK, as the export macros name it (SPEC §7): WASIp3 by default, the
+// 5.2 line for the compatibility build.
+#[cfg(feature = "sdk5")]
+extern crate sdk5 as spin_sdk;
+#[cfg(feature = "sdk6")]
+extern crate sdk6 as spin_sdk;
+
 use data20_domain::limits::WakeUp;
-use data20_domain::{JobId, Need};
+use data20_domain::JobId;
 use data20_jobs::Jobs;
 use data20_sqlite::Db;
-use spin_sdk::redis_component;
 use std::time::Duration;
 
 /// Jobs one wake-up runs at most, and for how long it keeps picking new ones, so a
 /// flood of work never holds one invocation for ever (the next message goes on).
 const DRAIN_MAX_JOBS: usize = 1_000;
 const DRAIN_BUDGET: Duration = Duration::from_secs(10);
-/// Finished jobs past their retention deleted per wake-up.
-const PURGE_BATCH: u32 = 200;
 
-#[redis_component]
-fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
+data20_host::redis_export!(on_message);
+
+async fn on_message(message: Vec<u8>) -> Result<(), String> {
+    drain(message).await.map_err(|e| e.to_string())
+}
+
+async fn drain(message: Vec<u8>) -> anyhow::Result<()> {
     let Some(wake) = wake(&message) else {
         return Ok(());
     };
-    let settings = data20_http::settings();
+    let settings = data20_http::settings().await;
     // A wake-up addressed to another worker process leaves after one variable read.
     if let Wake::Supervisor(w) = &wake {
         if !w.is_for(settings.worker_id()) {
             return Ok(());
         }
     }
-    // What a drain reads after its I/O, read now: see `Settings::preload`.
-    let settings = settings.preload(&[Need::JobStatusTtl, Need::JobRetention, Need::Worker]);
     let redis = data20_http::redis(&settings);
     // Most wake-ups under load name a job an earlier drain already took: one cached
-    // read (pooled when configured) instead of opening the database.
+    // read instead of opening the database.
     if let Wake::Created(Some(id)) = &wake {
         let cached = redis
             .read(&data20_redis::keys::job_status(id))
+            .await
             .ok()
             .flatten();
         if !data20_jobs::wake_up_needs_drain(cached.as_deref()) {
@@ -59,7 +67,7 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
         }
     }
     // Claims and completions need no fsync; see `Db::open_for_transitions`.
-    let db = Db::open_for_transitions()?;
+    let db = Db::open_for_transitions().await?;
     let jobs = Jobs {
         db: &db,
         redis: &redis,
@@ -69,12 +77,12 @@ fn on_message(message: Vec<u8>) -> anyhow::Result<()> {
     if matches!(wake, Wake::Supervisor(_)) {
         // This process is between messages, so none of its instances is live: what it
         // left running was lost with a trapped instance.
-        jobs.fail_orphans();
+        jobs.fail_orphans().await;
     }
-    let registry = || data20_http::registry::fetch(&settings, &redis);
-    jobs.drain(registry, DRAIN_MAX_JOBS, DRAIN_BUDGET)?;
+    let registry = async || data20_http::registry::fetch(&settings, &redis).await;
+    jobs.drain(registry, DRAIN_MAX_JOBS, DRAIN_BUDGET).await?;
     // Retention, in small batches, off every request path.
-    jobs.purge_expired(PURGE_BATCH);
+    jobs.purge_expired(data20_jobs::PURGE_BATCH).await;
     Ok(())
 }
 

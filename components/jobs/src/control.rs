@@ -4,9 +4,9 @@
 use data20_domain::{ApiError, JobId};
 use data20_http::gate::gated;
 use data20_http::{error, header};
+use data20_http::{Request, Response};
 use data20_jobs::{db_error, Cancel, Jobs};
 use data20_sqlite::Db;
-use spin_sdk::http::{Request, Response};
 
 /// The action and raw id when `path` is `/api/jobs/{id}/cancel` or `…/retry`.
 pub fn route(path: &str) -> Option<(Action, &str)> {
@@ -26,14 +26,14 @@ pub enum Action {
     Retry,
 }
 
-pub fn handle(req: &Request, action: Action, raw_id: &str) -> Response {
-    let settings = data20_http::settings();
+pub async fn handle(req: &Request, action: Action, raw_id: &str) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(req, &settings, &redis, None, |_| {
-        let answer = (|| {
+    gated(req, &settings, &redis, None, async |_| {
+        let answer = async {
             data20_http::auth::check_bearer(settings.api_token(), header(req, "authorization")?)?;
             let id = JobId::parse(raw_id)?;
-            let db = Db::open().map_err(db_error)?;
+            let db = Db::open().await.map_err(db_error)?;
             let jobs = Jobs {
                 db: &db,
                 redis: &redis,
@@ -41,17 +41,19 @@ pub fn handle(req: &Request, action: Action, raw_id: &str) -> Response {
                 source: "api",
             };
             match action {
-                Action::Cancel => cancel(&jobs, &id),
-                Action::Retry => retry(&jobs, &id),
+                Action::Cancel => cancel(&jobs, &id).await,
+                Action::Retry => retry(&jobs, &id).await,
             }
-        })();
+        }
+        .await;
         answer.unwrap_or_else(|e| error(&e))
     })
+    .await
 }
 
 /// 200 with the cancelled job; 202 while a running job gets to its next check.
-fn cancel(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
-    Ok(match jobs.cancel(id)? {
+async fn cancel(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
+    Ok(match jobs.cancel(id).await? {
         Cancel::Done(record) => data20_http::json(200, &record.view()),
         Cancel::Requested(record) => data20_http::json(202, &record.view()),
     })
@@ -59,22 +61,27 @@ fn cancel(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
 
 /// 202 with the new job, as POST /api/run answers. A retry nobody can run (no worker
 /// heard it) runs here after the response, as an inline run does.
-fn retry(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
-    let (record, dispatch) = jobs.retry(id)?;
-    if dispatch == data20_jobs::Dispatch::Inline {
-        let (new_id, tool) = (record.id, record.tool.clone());
-        data20_http::deferred::after_response(move || {
-            let Ok(db) = Db::open() else { return };
-            Jobs::detached(db, data20_http::settings(), "api", |jobs| {
-                let done = data20_http::registry::fetch(jobs.settings, jobs.redis)
-                    .and_then(|registry| jobs.run(&registry, &new_id, &tool));
-                if let Err(e) = done {
-                    data20_http::log_warn(&format!("running retry {new_id} inline failed: {e}"));
-                }
-            })
-        });
+async fn retry(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
+    let (record, dispatch) = jobs.retry(id).await?;
+    let resp = data20_http::accepted(&record.view(), dispatch.as_str());
+    if dispatch != data20_jobs::Dispatch::Inline {
+        return Ok(resp);
     }
-    Ok(data20_http::accepted(&record.view(), dispatch.as_str()))
+    let (new_id, tool) = (record.id, record.tool.clone());
+    Ok(resp.then(async move {
+        let Ok(db) = Db::open().await else { return };
+        let settings = data20_http::settings().await;
+        Jobs::detached(db, settings, "api", async |jobs| {
+            let done = match data20_http::registry::fetch(jobs.settings, jobs.redis).await {
+                Ok(registry) => jobs.run(&registry, &new_id, &tool).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                data20_http::log_warn(&format!("running retry {new_id} inline failed: {e}"));
+            }
+        })
+        .await
+    }))
 }
 
 #[cfg(test)]

@@ -7,42 +7,57 @@ mod control;
 mod events;
 mod routes;
 
-use data20_http::{io, Ctx};
-use spin_sdk::http::{IncomingRequest, Method, Response, ResponseOutparam};
-use spin_sdk::http_component;
+// The build's SDK, as the export macros name it (SPEC §7): WASIp3 by default, the
+// 5.2 line for the compatibility build.
+#[cfg(feature = "sdk5")]
+extern crate sdk5 as spin_sdk;
+#[cfg(feature = "sdk6")]
+extern crate sdk6 as spin_sdk;
 
-#[http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    // These routes take no body: anything sent is refused, not buffered (a POST may
-    // carry a small one, such as `{}`, which is ignored).
-    let cap = if matches!(req.method(), Method::Post) {
+use data20_http::{Ctx, Request, Response};
+
+/// These routes take no body: anything sent is refused, not buffered (a POST may carry
+/// a small one, such as `{}`, which is ignored).
+fn body_cap(method: &str) -> usize {
+    if method == "POST" {
         1024
     } else {
         0
-    };
-    let (request, body_ok) = io::read_capped(req, cap).await;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Route {
+    List,
+    Status,
+    Output,
+}
+
+data20_host::http_export!(handle, body_cap);
+
+async fn handle(request: Request) -> Response {
     let ctx = Ctx::new("jobs", &request);
-    if let Err(e) = body_ok {
-        return io::send(out, ctx.finish(data20_http::error(&e))).await;
+    if let Err(e) = data20_http::io::body(&request) {
+        return ctx.finish(data20_http::error(&e));
     }
-    if matches!(request.method(), Method::Get) {
+    if request.method() == "GET" {
         if let Some(id) = events::route(request.path()) {
-            events::stream(&ctx, &request, id, out).await;
-            // As after `io::send`: the stream is over, the work it left runs now.
-            return data20_http::deferred::run_queued();
+            let id = id.to_string();
+            return ctx.finish(events::stream(&request, &id).await);
         }
     }
-    if matches!(request.method(), Method::Post) {
+    if request.method() == "POST" {
         if let Some((action, id)) = control::route(request.path()) {
-            let resp = control::handle(&request, action, id);
-            return io::send(out, ctx.finish(resp)).await;
+            let id = id.to_string();
+            return ctx.finish(control::handle(&request, action, &id).await);
         }
     }
-    let router = data20_http::get_router(
+    let routed = data20_http::route_get(
+        &request,
         &[
-            ("/api/jobs", routes::list),
-            ("/api/jobs/:id", routes::status),
-            ("/api/jobs/:id/outputs/:name", routes::output),
+            ("/api/jobs", Route::List),
+            ("/api/jobs/:id", Route::Status),
+            ("/api/jobs/:id/outputs/:name", Route::Output),
         ],
         // Served above, outside the router: only other methods land here.
         &[
@@ -51,6 +66,11 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             "/api/jobs/:id/retry",
         ],
     );
-    let resp: Response = router.handle(request);
-    io::send(out, ctx.finish(resp)).await;
+    let resp = match routed {
+        Err(resp) => resp,
+        Ok((Route::List, _)) => routes::list(&request).await,
+        Ok((Route::Status, params)) => routes::status(&request, &params).await,
+        Ok((Route::Output, params)) => routes::output(&request, &params).await,
+    };
+    ctx.finish(resp)
 }

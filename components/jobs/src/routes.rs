@@ -4,12 +4,13 @@ use data20_domain::registry::is_safe_file_name;
 use data20_domain::{ApiError, JobId, ListFilter};
 use data20_http::gate::{gated, Cached};
 use data20_http::{error, Query};
+use data20_http::{Params, Request, Response};
 use data20_jobs::{db_error, Jobs};
 use data20_redis::gate::CacheRead;
 use data20_redis::keys;
 use data20_sqlite::Db;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response};
+use std::future::Future;
 
 fn or_error(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(|e| error(&e))
@@ -18,47 +19,53 @@ fn or_error(r: Result<Response, ApiError>) -> Response {
 /// GET /api/jobs/{id}: the cached status document as stored bytes (HIT), else SQLite
 /// (MISS, and the cache is refilled; BYPASS when Redis is down). A job nobody is
 /// running any more is handed to the workers here, on the read that notices it.
-pub fn status(req: Request, params: Params) -> Response {
-    let settings = data20_http::settings();
+pub async fn status(req: &Request, params: &Params) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
     let id = match JobId::parse(params.get("id").unwrap_or_default()) {
         Ok(id) => id,
-        Err(e) => return gated(&req, &settings, &redis, None, |_| error(&e)),
+        Err(e) => return gated(req, &settings, &redis, None, async |_| error(&e)).await,
     };
     let key = keys::job_status(&id);
     let read = CacheRead {
         key: &key,
         counter: "job_status",
     };
-    gated(&req, &settings, &redis, Some(read), |cached| {
-        or_error((|| {
-            let cache = match cached {
-                Cached::Hit(bytes) => {
-                    let mut resp = data20_http::json_bytes(200, bytes);
-                    resp.set_header("x-cache", "HIT");
-                    return Ok(resp);
+    gated(req, &settings, &redis, Some(read), async |cached| {
+        or_error(
+            async {
+                let cache = match cached {
+                    Cached::Hit(bytes) => {
+                        let mut resp = data20_http::json_bytes(200, bytes);
+                        resp.set_header("x-cache", "HIT");
+                        return Ok(resp);
+                    }
+                    Cached::Miss => "MISS",
+                    Cached::Bypass => "BYPASS",
+                };
+                let db = Db::open().await.map_err(db_error)?;
+                let jobs = Jobs {
+                    db: &db,
+                    redis: &redis,
+                    settings: &settings,
+                    source: "api",
+                };
+                let record = jobs.load(&id).await?;
+                let mut resp = data20_http::json(200, &record.view());
+                resp.set_header("x-cache", cache);
+                if Jobs::is_stale(&record) {
+                    if let Some(work) = recover_stale(db, &settings, &redis, &record).await {
+                        resp = resp.then(work);
+                    }
+                } else if cache == "MISS" {
+                    jobs.cache_status(&record).await;
                 }
-                Cached::Miss => "MISS",
-                Cached::Bypass => "BYPASS",
-            };
-            let db = Db::open().map_err(db_error)?;
-            let jobs = Jobs {
-                db: &db,
-                redis: &redis,
-                settings: &settings,
-                source: "api",
-            };
-            let record = jobs.load(&id)?;
-            if Jobs::is_stale(&record) {
-                recover_stale(db, &settings, &redis, &record);
-            } else if cache == "MISS" {
-                jobs.cache_status(&record);
+                Ok(resp)
             }
-            let mut resp = data20_http::json(200, &record.view());
-            resp.set_header("x-cache", cache);
-            Ok(resp)
-        })())
+            .await,
+        )
     })
+    .await
 }
 
 /// A job nobody runs any more, seen by a read. Reads never run tool code where a
@@ -66,15 +73,15 @@ pub fn status(req: Request, params: Params) -> Response {
 /// jobs itself) this does nothing; otherwise it wakes the workers, and only when none
 /// heard (no worker at all, as on Fermyon Cloud, or Redis down) runs the job here, once
 /// the answer (its state as found) has gone out, so a tool that traps or never ends
-/// cannot become this read's 500 or hang.
-pub fn recover_stale(
+/// cannot become this read's 500 or hang. Answers that run, for after the response.
+pub async fn recover_stale(
     db: Db,
     settings: &data20_domain::Settings,
     redis: &data20_redis::Redis,
     record: &data20_sqlite::jobs::JobRecord,
-) {
+) -> Option<impl Future<Output = ()> + 'static> {
     if !settings.inline_runs() {
-        return;
+        return None;
     }
     let waker = Jobs {
         db: &db,
@@ -82,71 +89,81 @@ pub fn recover_stale(
         settings,
         source: "api",
     };
-    if waker.wake(None).unwrap_or(0) > 0 {
-        return;
+    if waker.wake(None).await.unwrap_or(0) > 0 {
+        return None;
     }
     let (id, tool) = (record.id, record.tool.clone());
-    data20_http::deferred::after_response(move || {
-        Jobs::detached(db, data20_http::settings(), "api", |jobs| {
-            let done = data20_http::registry::fetch(jobs.settings, jobs.redis)
-                .and_then(|registry| jobs.run(&registry, &id, &tool));
+    Some(async move {
+        let settings = data20_http::settings().await;
+        Jobs::detached(db, settings, "api", async |jobs| {
+            let done = match data20_http::registry::fetch(jobs.settings, jobs.redis).await {
+                Ok(registry) => jobs.run(&registry, &id, &tool).await,
+                Err(e) => Err(e),
+            };
             if let Err(e) = done {
                 data20_http::log_warn(&format!("recovering job {id} failed: {e}"));
             }
         })
-    });
+        .await
+    })
 }
 
 /// GET /api/jobs?status=&tool=&limit=&cursor=
-pub fn list(req: Request, _: Params) -> Response {
-    let settings = data20_http::settings();
+pub async fn list(req: &Request) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(&req, &settings, &redis, None, |_| list_jobs(&req))
+    gated(req, &settings, &redis, None, async |_| list_jobs(req).await).await
 }
 
-fn list_jobs(req: &Request) -> Response {
-    or_error((|| {
-        let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor"])?;
-        let filter = ListFilter::parse(
-            q.get("status"),
-            q.get("tool"),
-            q.get("limit"),
-            q.get("cursor"),
-        )?;
-        let db = Db::open().map_err(db_error)?;
-        let (rows, more) = db.list_jobs(&filter).map_err(db_error)?;
-        let next_cursor = more.then(|| {
-            let last = &rows[rows.len() - 1];
-            data20_domain::Cursor {
-                created_ms: last.created_ms,
-                id: last.id,
-            }
-            .encode()
-        });
-        let jobs: Vec<_> = rows.iter().map(|r| r.view()).collect();
-        Ok(data20_http::json(
-            200,
-            &json!({ "jobs": jobs, "count": jobs.len(), "next_cursor": next_cursor }),
-        ))
-    })())
+async fn list_jobs(req: &Request) -> Response {
+    or_error(
+        async {
+            let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor"])?;
+            let filter = ListFilter::parse(
+                q.get("status"),
+                q.get("tool"),
+                q.get("limit"),
+                q.get("cursor"),
+            )?;
+            let db = Db::open().await.map_err(db_error)?;
+            let (rows, more) = db.list_jobs(&filter).await.map_err(db_error)?;
+            let next_cursor = more.then(|| {
+                let last = &rows[rows.len() - 1];
+                data20_domain::Cursor {
+                    created_ms: last.created_ms,
+                    id: last.id,
+                }
+                .encode()
+            });
+            let jobs: Vec<_> = rows.iter().map(|r| r.view()).collect();
+            Ok(data20_http::json(
+                200,
+                &json!({ "jobs": jobs, "count": jobs.len(), "next_cursor": next_cursor }),
+            ))
+        }
+        .await,
+    )
 }
 
 /// GET /api/jobs/{id}/outputs/{name}: only names the job actually wrote.
-pub fn output(req: Request, params: Params) -> Response {
-    let settings = data20_http::settings();
+pub async fn output(req: &Request, params: &Params) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(&req, &settings, &redis, None, |_| output_file(&params))
+    gated(req, &settings, &redis, None, async |_| {
+        output_file(params).await
+    })
+    .await
 }
 
-fn output_file(params: &Params) -> Response {
-    or_error((|| {
+async fn output_file(params: &Params) -> Response {
+    or_error(async {
         let id = JobId::parse(params.get("id").unwrap_or_default())?;
         let name = params.get("name").unwrap_or_default();
         if !is_safe_file_name(name) {
             return Err(ApiError::NotFound("no such output".into()));
         }
-        let db = Db::open().map_err(db_error)?;
-        match db.job_output(&id, name).map_err(db_error)? {
+        let db = Db::open().await.map_err(db_error)?;
+        match db.job_output(&id, name).await.map_err(db_error)? {
             Some((content_type, bytes)) => {
                 let mut resp = Response::new(200, bytes);
                 resp.set_header("content-type", content_type);
@@ -159,6 +176,7 @@ fn output_file(params: &Params) -> Response {
             None => {
                 // Tell "no such job" from "no such file" for the client's sake.
                 db.job(&id)
+                    .await
                     .map_err(db_error)?
                     .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))?;
                 Err(ApiError::NotFound(format!(
@@ -166,5 +184,6 @@ fn output_file(params: &Params) -> Response {
                 )))
             }
         }
-    })())
+    }
+    .await)
 }

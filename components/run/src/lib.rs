@@ -3,18 +3,23 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+// The build's SDK, as the export macros name it (SPEC §7): WASIp3 by default, the
+// 5.2 line for the compatibility build.
+#[cfg(feature = "sdk5")]
+extern crate sdk5 as spin_sdk;
+#[cfg(feature = "sdk6")]
+extern crate sdk6 as spin_sdk;
+
 use data20_domain::idempotency::{self, IdempotencyKey};
-use data20_domain::{ApiError, Need, Settings};
+use data20_domain::{ApiError, Settings};
 use data20_http::gate::Cached;
-use data20_http::{error, header, io, Ctx};
+use data20_http::{error, header, io, Ctx, Request, Response};
 use data20_jobs::{Dispatch, Jobs, Submitted};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use spin_sdk::http::{IncomingRequest, Method, Request, Response, ResponseOutparam};
-use spin_sdk::http_component;
 
 /// Old jobs purged per inline run (where no worker does it).
 const PURGE_BATCH: u32 = 100;
@@ -22,41 +27,46 @@ const PURGE_BATCH: u32 = 100;
 /// Largest accepted request body (SPEC §2).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-#[http_component]
-async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let is_post = matches!(req.method(), Method::Post);
-    let (request, body_ok) = if is_post {
-        io::read_capped(req, MAX_BODY_BYTES).await
+fn body_cap(method: &str) -> usize {
+    if method == "POST" {
+        MAX_BODY_BYTES
     } else {
-        io::read_capped(req, 0).await
-    };
+        0
+    }
+}
+
+data20_host::http_export!(handle, body_cap);
+
+async fn handle(request: Request) -> Response {
     let ctx = Ctx::new("run", &request);
-    let resp =
-        if request.path() != "/api/run" {
-            data20_http::not_found(&request)
-        } else if !is_post {
-            let mut r = error(&ApiError::MethodNotAllowed(request.method().to_string()));
-            r.set_header("allow", "POST");
-            r
-        } else {
-            // What this route reads after its gate's I/O, read now: see
-            // `Settings::preload`.
-            let settings = data20_http::settings().preload(&[Need::ApiToken, Need::JobStatusTtl]);
-            let redis = data20_http::redis(&settings);
-            // The registry rides on the gate's round trip (not tallied: the hit/miss
-            // counters are the tools route's).
-            let registry = CacheRead {
-                key: keys::TOOL_REGISTRY,
-                counter: "",
-            };
-            data20_http::gate::gated(&request, &settings, &redis, Some(registry), |cached| {
-                match body_ok.and_then(|()| run(&request, &settings, &redis, cached)) {
-                    Ok(resp) => resp,
-                    Err(e) => error(&e),
-                }
-            })
+    let resp = if request.path() != "/api/run" {
+        data20_http::not_found(&request)
+    } else if request.method() != "POST" {
+        let mut r = error(&ApiError::MethodNotAllowed(request.method().to_string()));
+        r.set_header("allow", "POST");
+        r
+    } else {
+        let settings = data20_http::settings().await;
+        let redis = data20_http::redis(&settings);
+        // The registry rides on the gate's round trip (not tallied: the hit/miss
+        // counters are the tools route's).
+        let registry = CacheRead {
+            key: keys::TOOL_REGISTRY,
+            counter: "",
         };
-    io::send(out, ctx.finish(resp)).await;
+        data20_http::gate::gated(
+            &request,
+            &settings,
+            &redis,
+            Some(registry),
+            async |cached| match run(&request, &settings, &redis, cached).await {
+                Ok(resp) => resp,
+                Err(e) => error(&e),
+            },
+        )
+        .await
+    };
+    ctx.finish(resp)
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,7 +81,7 @@ fn empty_object() -> Value {
     json!({})
 }
 
-fn run(
+async fn run(
     req: &Request,
     settings: &Settings,
     redis: &Redis,
@@ -85,8 +95,8 @@ fn run(
             ));
         }
     }
-    let body: RunRequest = parse_body(req.body())?;
-    let registry = data20_http::registry::from_cache(settings, redis, cached)?;
+    let body: RunRequest = parse_body(io::body(req)?)?;
+    let registry = data20_http::registry::from_cache(settings, redis, cached).await?;
     let spec = registry.get(&body.tool).ok_or_else(|| {
         ApiError::NotFound(format!(
             "no tool named {:?}",
@@ -125,7 +135,7 @@ fn run(
         None => String::new(),
     };
     let fingerprint = idempotency::fingerprint(&body.tool, &body.params);
-    let db = Db::open().map_err(data20_jobs::db_error)?;
+    let db = Db::open().await.map_err(data20_jobs::db_error)?;
     let jobs = Jobs {
         db: &db,
         redis,
@@ -142,25 +152,27 @@ fn run(
         record,
         dispatch,
         replayed,
-    } = jobs.submit(spec, &body.params, stored_key)?;
+    } = jobs.submit(spec, &body.params, stored_key).await?;
     // The 202 goes out first: whatever the tool does (trap, loop) cannot cost the client
     // its answer, and the job is already in SQLite. With a worker subscribed the worker
     // runs it (and recovers lost runs as it drains): the POST does nothing more.
+    let mut resp = data20_http::accepted(&record.view(), dispatch.as_str());
     if dispatch == Dispatch::Inline && !replayed {
         let (id, tool) = (record.id, record.tool.clone());
-        data20_http::deferred::after_response(move || {
-            Jobs::detached(db, data20_http::settings(), "api", |jobs| {
-                if let Err(e) = jobs.run(&registry, &id, &tool) {
+        resp = resp.then(async move {
+            let settings = data20_http::settings().await;
+            Jobs::detached(db, settings, "api", async |jobs| {
+                if let Err(e) = jobs.run(&registry, &id, &tool).await {
                     data20_http::log_warn(&format!("running job {id} inline failed: {e}"));
                 }
                 // Nobody else recovers lost runs or purges old jobs when there is no
                 // worker.
-                jobs.recover(&registry, 1);
-                jobs.purge_expired(PURGE_BATCH);
+                jobs.recover(&registry, 1).await;
+                jobs.purge_expired(PURGE_BATCH).await;
             })
+            .await
         });
     }
-    let mut resp = data20_http::accepted(&record.view(), dispatch.as_str());
     if replayed {
         // The IETF draft leaves the marker to the server; Stripe's name for it.
         resp.set_header("idempotent-replayed", "true");

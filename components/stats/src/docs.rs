@@ -3,13 +3,17 @@
 
 use data20_domain::ApiError;
 use data20_http::gate::gated;
-use spin_sdk::http::{Params, Request, Response};
+use data20_http::{Request, Response};
 
-fn file(req: &Request, path: &str, content_type: &str) -> Response {
-    let settings = data20_http::settings();
+async fn file(req: &Request, path: &str, content_type: &str) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(req, &settings, &redis, None, |_| {
-        match std::fs::read(path) {
+    gated(
+        req,
+        &settings,
+        &redis,
+        None,
+        async |_| match std::fs::read(path) {
             Ok(bytes) => {
                 let mut resp = Response::new(200, bytes);
                 resp.set_header("content-type", content_type);
@@ -17,16 +21,17 @@ fn file(req: &Request, path: &str, content_type: &str) -> Response {
                 resp
             }
             Err(e) => data20_http::error(&ApiError::Internal(format!("cannot read {path}: {e}"))),
-        }
-    })
+        },
+    )
+    .await
 }
 
-pub fn openapi(req: Request, _: Params) -> Response {
-    file(&req, "/openapi/openapi.json", "application/json")
+pub async fn openapi(req: Request) -> Response {
+    file(&req, "/openapi/openapi.json", "application/json").await
 }
 
-pub fn page(req: Request, _: Params) -> Response {
-    let mut resp = file(&req, "/openapi/docs.html", "text/html; charset=utf-8");
+pub async fn page(req: Request) -> Response {
+    let mut resp = file(&req, "/openapi/docs.html", "text/html; charset=utf-8").await;
     resp.set_header(
         "content-security-policy",
         "default-src 'none'; connect-src 'self'; style-src 'unsafe-inline'; script-src 'unsafe-inline'",

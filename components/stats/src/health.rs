@@ -1,10 +1,10 @@
 //! GET /api/health: `ok` when Redis and SQLite answer, `degraded` when only Redis is
 //! down (the API still works from SQLite), 503 only when SQLite is unusable.
 
+use data20_http::{Request, Response};
 use data20_redis::Redis;
 use data20_sqlite::Db;
 use serde::Serialize;
-use spin_sdk::http::{Params, Request, Response};
 
 #[derive(Serialize)]
 struct Health {
@@ -13,16 +13,22 @@ struct Health {
     sqlite: &'static str,
 }
 
-pub fn handle(req: Request, _: Params) -> Response {
-    let settings = data20_http::settings();
+pub async fn handle(req: Request) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    data20_http::gate::gated(&req, &settings, &redis, None, |_| health(&redis))
+    data20_http::gate::gated(&req, &settings, &redis, None, async |_| {
+        health(&redis).await
+    })
+    .await
 }
 
-fn health(redis: &Redis) -> Response {
+async fn health(redis: &Redis) -> Response {
     // The gate's round trip just talked to Redis: no second PING needed.
     let redis_up = !redis.known_down();
-    let sqlite_up = Db::open().and_then(|db| db.ping()).is_ok();
+    let sqlite_up = match Db::open().await {
+        Ok(db) => db.ping().await.is_ok(),
+        Err(_) => false,
+    };
     let health = Health {
         status: match (sqlite_up, redis_up) {
             (true, true) => "ok",

@@ -5,29 +5,32 @@
 
 use data20_domain::limits;
 use data20_http::gate::gated;
+use data20_http::{Request, Response};
 use data20_jobs::db_error;
 use data20_redis::{keys, Redis};
 use data20_sqlite::Db;
 use serde_json::{json, Value};
-use spin_sdk::http::{Params, Request, Response};
 use std::collections::HashMap;
 
-pub fn handle(req: Request, _: Params) -> Response {
-    let settings = data20_http::settings();
+pub async fn handle(req: Request) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(&req, &settings, &redis, None, |_| match stats(&redis) {
-        Ok(v) => {
-            let mut resp = data20_http::json(200, &v);
-            resp.set_header("cache-control", "no-store");
-            resp
+    gated(&req, &settings, &redis, None, async |_| {
+        match stats(&redis).await {
+            Ok(v) => {
+                let mut resp = data20_http::json(200, &v);
+                resp.set_header("cache-control", "no-store");
+                resp
+            }
+            Err(e) => data20_http::error(&e),
         }
-        Err(e) => data20_http::error(&e),
     })
+    .await
 }
 
-fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
-    let db = Db::open().map_err(db_error)?;
-    let jobs = db.job_stats().map_err(db_error)?;
+async fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
+    let db = Db::open().await.map_err(db_error)?;
+    let jobs = db.job_stats().await.map_err(db_error)?;
     let names = [
         keys::RATE_LIMITED,
         "tool_registry:hit",
@@ -39,6 +42,7 @@ fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
     let key_refs: Vec<&str> = counter_keys.iter().map(String::as_str).collect();
     let counters: HashMap<&str, i64> = redis
         .mget(&key_refs)
+        .await
         .unwrap_or_default()
         .into_iter()
         .zip(names)
@@ -60,7 +64,7 @@ fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         };
         json!({"hits": hits, "misses": misses, "hit_ratio": ratio})
     };
-    let redis_info = match redis.info() {
+    let redis_info = match redis.info().await {
         Ok(info) => {
             let mut v = json!(info);
             v["available"] = json!(true);
@@ -73,12 +77,12 @@ fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         "durations_ms": jobs.durations_ms,
         "cache": {"tool_registry": cache("tool_registry"), "job_status": cache("job_status")},
         "rate_limit": {"rejections": counters.get(keys::RATE_LIMITED).copied().unwrap_or(0)},
-        "retention": {"purged": db.counter("jobs_purged").map_err(db_error)?},
+        "retention": {"purged": db.counter("jobs_purged").await.map_err(db_error)?},
         // Jobs stopped from outside the WebAssembly (their worker process killed), and
         // jobs failed because their instance trapped (memory cap, stack).
         "limits": {
-            "hard_killed": db.counter(limits::HARD_KILLED_COUNTER).map_err(db_error)?,
-            "resource_exhausted": db.counter(limits::TRAPPED_COUNTER).map_err(db_error)?,
+            "hard_killed": db.counter(limits::HARD_KILLED_COUNTER).await.map_err(db_error)?,
+            "resource_exhausted": db.counter(limits::TRAPPED_COUNTER).await.map_err(db_error)?,
         },
         "redis": redis_info,
     }))

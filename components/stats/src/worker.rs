@@ -11,24 +11,27 @@
 //! 429 would read as a failed check. 404 where no `worker_id` is set (the API's own
 //! processes).
 
-use data20_domain::Need;
+use data20_http::{Request, Response};
 use data20_jobs::{db_error, Jobs};
 use data20_sqlite::Db;
 use serde_json::json;
-use spin_sdk::http::{Params, Request, Response};
 
-pub fn handle(_req: Request, _: Params) -> Response {
-    let settings = data20_http::settings().preload(&[Need::Worker, Need::JobStatusTtl]);
+pub async fn handle(_req: Request) -> Response {
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    let checked = Db::open().map_err(db_error).and_then(|db| {
-        Jobs {
-            db: &db,
-            redis: &redis,
-            settings: &settings,
-            source: "worker",
+    let checked = match Db::open().await.map_err(db_error) {
+        Ok(db) => {
+            Jobs {
+                db: &db,
+                redis: &redis,
+                settings: &settings,
+                source: "worker",
+            }
+            .enforce_hard_limit()
+            .await
         }
-        .enforce_hard_limit()
-    });
+        Err(e) => Err(e),
+    };
     let mut resp = match checked {
         Ok(check) if !check.failed.is_empty() => data20_http::json(
             503,

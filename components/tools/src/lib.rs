@@ -4,30 +4,54 @@
 // The Spin export macros generate the ABI glue with `unsafe`; our own code has none.
 #![allow(unsafe_code)]
 
+// The build's SDK, as the export macros name it (SPEC §7): WASIp3 by default, the
+// 5.2 line for the compatibility build.
+#[cfg(feature = "sdk5")]
+extern crate sdk5 as spin_sdk;
+#[cfg(feature = "sdk6")]
+extern crate sdk6 as spin_sdk;
+
 use data20_domain::etag::{etag_for, if_none_match};
 use data20_domain::{ApiError, Settings};
 use data20_http::gate::{gated, Cached};
-use data20_http::{error, header, Ctx, Query};
+use data20_http::{error, header, Ctx, Params, Query, Request, Response};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
-use spin_sdk::http::{Params, Request, Response};
-use spin_sdk::http_component;
 
-#[http_component]
-fn handle(req: Request) -> Response {
-    let ctx = Ctx::new("tools", &req);
-    let router = data20_http::get_router(&[("/api/tools", list), ("/api/tools/:name", one)], &[]);
-    ctx.finish(router.handle(req))
+#[derive(Clone, Copy)]
+enum Route {
+    List,
+    One,
 }
 
-fn list(req: Request, _: Params) -> Response {
-    respond(&req, |settings, redis, cached| {
+data20_host::http_export!(handle, |_| 0);
+
+async fn handle(req: Request) -> Response {
+    let ctx = Ctx::new("tools", &req);
+    let routed = data20_http::route_get(
+        &req,
+        &[
+            ("/api/tools", Route::List),
+            ("/api/tools/:name", Route::One),
+        ],
+        &[],
+    );
+    let resp = match routed {
+        Err(resp) => resp,
+        Ok((Route::List, _)) => list(&req).await,
+        Ok((Route::One, params)) => one(&req, &params).await,
+    };
+    ctx.finish(resp)
+}
+
+async fn list(req: &Request) -> Response {
+    respond(req, async |settings, redis, cached| {
         let query = Query::parse(req.query(), &["category"])?;
         let category = query
             .get("category")
             .map(|c| data20_domain::registry::parse_category(c).map_err(ApiError::BadRequest))
             .transpose()?;
-        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached)?;
+        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached).await?;
         let body = match category {
             None => cached,
             Some(c) => data20_http::registry::parse(&cached)?
@@ -36,12 +60,13 @@ fn list(req: Request, _: Params) -> Response {
         };
         Ok((body, cache))
     })
+    .await
 }
 
-fn one(req: Request, params: Params) -> Response {
+async fn one(req: &Request, params: &Params) -> Response {
     let name = params.get("name").unwrap_or_default().to_string();
-    respond(&req, |settings, redis, cached| {
-        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached)?;
+    respond(req, async |settings, redis, cached| {
+        let (cached, cache) = data20_http::registry::bytes(settings, redis, cached).await?;
         let registry = data20_http::registry::parse(&cached)?;
         let tool = registry
             .get(&name)
@@ -49,29 +74,32 @@ fn one(req: Request, params: Params) -> Response {
         let body = serde_json::to_vec(tool).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((body, cache))
     })
+    .await
 }
 
 /// Renders a registry answer with its ETag, `X-Cache` and a 304 on a matching
 /// `If-None-Match`, behind the gate (rate limit and cache read in one round trip).
-fn respond(
+async fn respond(
     req: &Request,
-    body: impl FnOnce(&Settings, &Redis, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
+    body: impl AsyncFnOnce(&Settings, &Redis, Cached) -> Result<(Vec<u8>, &'static str), ApiError>,
 ) -> Response {
-    let settings = data20_http::settings();
+    let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
     let read = CacheRead {
         key: keys::TOOL_REGISTRY,
         counter: "tool_registry",
     };
-    gated(req, &settings, &redis, Some(read), |cached| {
-        let result = header(req, "if-none-match")
-            .and_then(|inm| Ok((inm, body(&settings, &redis, cached)?)));
+    gated(req, &settings, &redis, Some(read), async |cached| {
+        let result = match header(req, "if-none-match") {
+            Ok(inm) => body(&settings, &redis, cached).await.map(|b| (inm, b)),
+            Err(e) => Err(e),
+        };
         match result {
             Err(e) => error(&e),
             Ok((inm, (body, cache))) => {
                 let etag = etag_for(&body);
                 let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
-                    Response::new(304, ())
+                    Response::empty(304)
                 } else {
                     data20_http::json_bytes(200, body)
                 };
@@ -82,6 +110,7 @@ fn respond(
             }
         }
     })
+    .await
 }
 
 fn truncate(s: &str) -> &str {

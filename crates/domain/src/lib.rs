@@ -16,4 +16,4 @@ pub mod time;
 pub use error::{ApiError, ErrorBody};
 pub use job::{Cursor, JobEvent, JobEventKind, JobId, JobStatus, JobView, ListFilter, OutputFile};
 pub use registry::{Registry, RegistryError, ToolName, ToolOutput, ToolSpec, REGISTRY_DIR};
-pub use settings::{Need, ReadPath, Settings};
+pub use settings::Settings;

@@ -1,18 +1,10 @@
-//! Runtime settings, read from Spin variables (SPEC §6), each on first use.
+//! Runtime settings, read from Spin variables (SPEC §6), each parsed on first use.
 //!
-//! Every variable read is a host call, and a cached GET needs only four of the eight
-//! settings: reading all of them up front cost about 5 % of a cached route's
-//! requests per second (docs/BENCHMARKS.md). Parsing is pure and unit-tested; unset or
-//! empty variables take the SPEC's defaults, bad values keep the default and log a
-//! warning.
-//!
-//! When they are read matters as much as how many. Spin's environment provider looks
-//! each variable up inside `tokio::task::block_in_place`, which hands the request's
-//! worker thread over to another thread: about 100 µs of CPU the first time in a
-//! stretch of guest code, little for the reads after it until the guest next waits for
-//! I/O (docs/BENCHMARKS.md). A route that needs settings after its I/O (a token check
-//! after the rate limiter, a TTL after an INSERT) names them up front with
-//! [`Settings::preload`], so all its reads share one hand-off.
+//! Where the values come from is the host adapter's business (`data20_host::variables`):
+//! kept per instance on WASIp3, one host call per first use on WASIp2, where every
+//! read costs about 100 µs and a cached GET needs only four of the settings. Parsing is
+//! pure and unit-tested; unset or empty variables take the SPEC's defaults, bad values
+//! keep the default and log a warning.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -31,49 +23,13 @@ pub struct Settings {
     rate_limit_fail_open: OnceCell<bool>,
     trust_forwarded_for: OnceCell<bool>,
     api_token: OnceCell<Option<String>>,
-    redis_reads: OnceCell<ReadPath>,
     job_retention_ms: OnceCell<Option<i64>>,
     inline_runs: OnceCell<bool>,
     worker_id: OnceCell<Option<String>>,
     worker_memory_limit: OnceCell<Option<u64>>,
 }
 
-/// A setting a route reads after its first I/O, for [`Settings::preload`]. (What it
-/// reads before, such as the Redis and rate-limit settings every `/api/*` route reads
-/// to build its client and run the gate, already shares that first hand-off.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
-    ApiToken,
-    JobStatusTtl,
-    JobRetention,
-    /// The worker's identity (the job-worker only; its memory cap is read only when a
-    /// job trapped).
-    Worker,
-}
-
-/// How hot reads (cache, limiter, counters) reach Redis (variable `redis_reads`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadPath {
-    /// Spin's key-value store with the `redis` provider: one multiplexed connection
-    /// kept by the host for the whole app. Needs the runtime config `scripts/up` writes.
-    Pooled,
-    /// Spin's outbound Redis: a new connection per request. Works everywhere.
-    Outbound,
-}
-
-impl ReadPath {
-    pub fn parse(raw: &str) -> Result<ReadPath, String> {
-        match raw.trim().to_ascii_lowercase().as_str() {
-            "pooled" => Ok(ReadPath::Pooled),
-            "outbound" => Ok(ReadPath::Outbound),
-            _ => Err(format!(
-                "variable redis_reads={raw:?} is neither \"pooled\" nor \"outbound\"; using outbound"
-            )),
-        }
-    }
-}
-
-pub const VARIABLES: [&str; 13] = [
+pub const VARIABLES: [&str; 12] = [
     "redis_url",
     "tool_cache_ttl",
     "job_status_ttl",
@@ -82,7 +38,6 @@ pub const VARIABLES: [&str; 13] = [
     "rate_limit_fail_open",
     "trust_forwarded_for",
     "api_token",
-    "redis_reads",
     "job_retention_days",
     "inline_runs",
     "worker_id",
@@ -98,8 +53,6 @@ pub mod defaults {
     pub const RATE_LIMIT_WINDOW_S: u64 = 60;
     pub const RATE_LIMIT_FAIL_OPEN: bool = true;
     pub const TRUST_FORWARDED_FOR: bool = false;
-    /// Plain `spin up` and Fermyon Cloud have no Redis-backed key-value store.
-    pub const REDIS_READS: super::ReadPath = super::ReadPath::Outbound;
     pub const JOB_RETENTION_DAYS: f64 = 7.0;
     /// With no worker to hear a job, the API runs it itself (Fermyon Cloud, no Redis).
     pub const INLINE_RUNS: bool = true;
@@ -130,34 +83,11 @@ impl Settings {
             rate_limit_fail_open: OnceCell::new(),
             trust_forwarded_for: OnceCell::new(),
             api_token: OnceCell::new(),
-            redis_reads: OnceCell::new(),
             job_retention_ms: OnceCell::new(),
             inline_runs: OnceCell::new(),
             worker_id: OnceCell::new(),
             worker_memory_limit: OnceCell::new(),
         }
-    }
-
-    /// Reads the settings in `needs` now, in one stretch of guest code (see the module
-    /// doc), and answers `self` for chaining.
-    pub fn preload(self, needs: &[Need]) -> Settings {
-        for need in needs {
-            match need {
-                Need::ApiToken => {
-                    self.api_token();
-                }
-                Need::JobStatusTtl => {
-                    self.job_status_ttl_s();
-                }
-                Need::JobRetention => {
-                    self.job_retention_ms();
-                }
-                Need::Worker => {
-                    self.worker_id();
-                }
-            }
-        }
-        self
     }
 
     /// Settings from fixed name/value pairs (tests, tools outside Spin).
@@ -238,11 +168,6 @@ impl Settings {
     pub fn trust_forwarded_for(&self) -> bool {
         let (cell, d) = (&self.trust_forwarded_for, defaults::TRUST_FORWARDED_FOR);
         self.flag(cell, "trust_forwarded_for", d)
-    }
-
-    pub fn redis_reads(&self) -> ReadPath {
-        let (cell, d) = (&self.redis_reads, defaults::REDIS_READS);
-        self.cached(cell, "redis_reads", d, ReadPath::parse)
     }
 
     /// How long finished jobs are kept (`job_retention_days`, fractions allowed);
@@ -358,7 +283,6 @@ mod tests {
         assert_eq!((s.rate_limit_max(), s.rate_limit_window_s()), (100, 60));
         assert!(s.rate_limit_fail_open() && !s.trust_forwarded_for());
         assert_eq!(s.api_token(), None);
-        assert_eq!(s.redis_reads(), ReadPath::Outbound);
         assert!(s.inline_runs());
         assert_eq!((s.worker_id(), s.worker_memory_limit()), (None, None));
     }
@@ -380,25 +304,17 @@ mod tests {
     }
 
     #[test]
-    fn preload_reads_what_it_names_once_and_nothing_else() {
+    fn each_setting_is_looked_up_once_on_first_use() {
         let seen = Rc::new(RefCell::new(Vec::new()));
         let log = seen.clone();
         let s = Settings::new(Box::new(move |name| {
             log.borrow_mut().push(name.to_string());
             (name == "api_token").then(|| "t0k".to_string())
-        }))
-        .preload(&[Need::ApiToken, Need::JobStatusTtl, Need::JobRetention]);
-        let read = ["api_token", "job_status_ttl", "job_retention_days"];
-        assert_eq!(*seen.borrow(), read);
-        // Later uses are answered from the cells, without another lookup.
+        }));
+        assert!(seen.borrow().is_empty(), "nothing is read up front");
         assert_eq!((s.api_token(), s.job_status_ttl_s()), (Some("t0k"), 600));
-        assert_eq!(s.job_retention_ms(), Some(7 * 86_400_000));
-        assert_eq!(*seen.borrow(), read);
-        s.rate_limit_max();
-        assert_eq!(
-            seen.borrow().last().map(String::as_str),
-            Some("rate_limit_max")
-        );
+        assert_eq!((s.api_token(), s.job_status_ttl_s()), (Some("t0k"), 600));
+        assert_eq!(*seen.borrow(), ["api_token", "job_status_ttl"]);
     }
 
     #[test]
@@ -411,15 +327,6 @@ mod tests {
         let bad = Settings::from_pairs(&[("job_retention_days", "-1")]);
         assert_eq!(bad.job_retention_ms(), Some(7 * 86_400_000));
         assert!(parse_retention_days("soon").is_err());
-    }
-
-    #[test]
-    fn read_paths() {
-        let pooled = Settings::from_pairs(&[("redis_reads", " Pooled ")]);
-        assert_eq!(pooled.redis_reads(), ReadPath::Pooled);
-        let bad = Settings::from_pairs(&[("redis_reads", "fast")]);
-        assert_eq!(bad.redis_reads(), ReadPath::Outbound);
-        assert!(ReadPath::parse("fast").unwrap_err().contains("redis_reads"));
     }
 
     #[test]

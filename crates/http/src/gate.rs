@@ -2,10 +2,10 @@
 //! limit and (folded into the same Redis round trip) the route's cache read. The
 //! rate-limit headers go on every answer, a rejection is a 429 with `Retry-After`.
 
+use crate::{Request, Response};
 use data20_domain::{ApiError, Settings};
 use data20_redis::gate::{Admission, CacheRead, Limit};
 use data20_redis::Redis;
-use spin_sdk::http::{Request, Response};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// What the gate found in the cache for the route.
@@ -66,23 +66,23 @@ impl RateHeaders {
 
 /// Runs the gate for `req` and, when admitted, `handler` with what the cache held.
 /// The rate-limit headers are put on whatever comes back.
-pub fn gated(
+pub async fn gated(
     req: &Request,
     settings: &Settings,
     redis: &Redis,
     cache: Option<CacheRead<'_>>,
-    handler: impl FnOnce(Cached) -> Response,
+    handler: impl AsyncFnOnce(Cached) -> Response,
 ) -> Response {
-    let (headers, outcome) = admit(req, settings, redis, cache);
+    let (headers, outcome) = admit(req, settings, redis, cache).await;
     let mut resp = match outcome {
-        Ok(cached) => handler(cached),
+        Ok(cached) => handler(cached).await,
         Err(e) => crate::error(&e),
     };
     headers.apply(&mut resp);
     resp
 }
 
-pub fn admit(
+pub async fn admit(
     req: &Request,
     settings: &Settings,
     redis: &Redis,
@@ -103,7 +103,7 @@ pub fn admit(
         window_s: settings.rate_limit_window_s(),
         now_ms: data20_domain::time::now_ms().max(0) as u64,
     };
-    match redis.gate(limit, cache) {
+    match redis.gate(limit, cache).await {
         Ok(Admission { decision, cached }) => {
             let headers = RateHeaders {
                 limit: decision.limit,

@@ -2,25 +2,25 @@
 //! way, so this lives once here.
 
 pub mod auth;
-pub mod deferred;
 pub mod gate;
 pub mod io;
 pub mod query;
 pub mod registry;
 
 use data20_domain::{ApiError, Settings};
+pub use data20_host::http::{Params, Request, Response, Routed, Router};
 use serde::Serialize;
-use spin_sdk::http::{Request, Response};
 
 pub use query::Query;
 
-/// The component's settings from Spin variables, each read on first use. A component
-/// only sees the variables its manifest entry declares; missing ones take the defaults.
-pub fn settings() -> Settings {
-    Settings::new(Box::new(|name| spin_sdk::variables::get(name).ok()))
+/// The component's settings from Spin variables (kept per instance on WASIp3, read on
+/// first use on WASIp2: [`data20_host::variables`]). A component only sees the
+/// variables its manifest entry declares; missing ones take the defaults.
+pub async fn settings() -> Settings {
+    Settings::new(data20_host::variables::lookup(&data20_domain::settings::VARIABLES).await)
 }
 
-/// The request's Redis client: hot reads on the path `redis_reads` names.
+/// The request's Redis client.
 pub fn redis(settings: &Settings) -> data20_redis::Redis {
     data20_redis::Redis::from_settings(settings)
 }
@@ -66,7 +66,7 @@ impl Ctx {
             "request_id": self.request_id,
             "method": self.method,
             "route": self.path,
-            "status": *resp.status(),
+            "status": resp.status(),
             "duration_us": self.started.elapsed().as_micros() as u64,
             "cache": cache,
         }));
@@ -84,11 +84,7 @@ pub fn is_valid_request_id(id: &str) -> bool {
 }
 
 pub fn json_bytes(status: u16, body: Vec<u8>) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body)
-        .build()
+    Response::new(status, body).with_header("content-type", "application/json")
 }
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
@@ -152,21 +148,26 @@ pub fn method_not_allowed(req: &Request) -> Response {
     resp
 }
 
-/// A GET route handler, as the components write them.
-pub type Handler = fn(Request, spin_sdk::http::Params) -> Response;
-
-/// A component's router: its GET routes, then the JSON fallbacks (405 on those paths
-/// and on `other_paths` for other methods, 404 anywhere else), so each path is named once.
-pub fn get_router(routes: &[(&str, Handler)], other_paths: &[&str]) -> spin_sdk::http::Router {
-    let mut router = spin_sdk::http::Router::new();
-    for (path, handler) in routes {
-        router.get(path, *handler);
+/// A component's GET routes, then the JSON fallbacks: 405 on those paths and on
+/// `other_paths` for other methods, 404 anywhere else, so each path is named once.
+/// Answers the route and its parameters, or the fallback answer.
+pub fn route_get<T: Clone>(
+    req: &Request,
+    routes: &[(&str, T)],
+    other_paths: &[&str],
+) -> Result<(T, Params), Response> {
+    let mut router = Router::new();
+    for (path, to) in routes {
+        router = router.add(Some("GET"), path, Some(to.clone()));
     }
-    for path in routes.iter().map(|(p, _)| p).chain(other_paths) {
-        router.any(path, |req: Request, _| method_not_allowed(&req));
+    for path in other_paths {
+        router = router.add(None, path, None);
     }
-    router.any("/*", |req: Request, _| not_found(&req));
-    router
+    match router.route(req.method(), req.path()) {
+        Routed::Found(Some(to), params) => Ok((to, params)),
+        Routed::Found(None, _) | Routed::MethodNotAllowed => Err(method_not_allowed(req)),
+        Routed::NotFound => Err(not_found(req)),
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,11 @@ impl Dispatch {
     }
 }
 
+/// Finished jobs past their retention deleted per purge (one small transaction), and
+/// how many jobs a drain runs between two purges.
+pub const PURGE_BATCH: u32 = 200;
+const PURGE_EVERY_JOBS: usize = 100;
+
 pub struct Jobs<'a> {
     pub db: &'a Db,
     pub redis: &'a Redis,
@@ -107,7 +112,7 @@ impl Jobs<'_> {
     /// announces it. [`Dispatch::Inline`] means no worker heard: the caller must
     /// [`Jobs::run`] it, after its response. With an idempotency key already used for
     /// the same body, answers the job that key made (`replayed`), untouched.
-    pub fn submit(
+    pub async fn submit(
         &self,
         spec: &ToolSpec,
         params: &serde_json::Value,
@@ -129,11 +134,12 @@ impl Jobs<'_> {
                 event_payload: &payload,
                 idempotency,
             })
+            .await
             .map_err(db_error)?;
         match outcome {
             InsertOutcome::Inserted(record) => {
                 let record = *record;
-                let dispatch = self.hand_off(&record, &payload)?;
+                let dispatch = self.hand_off(&record, &payload).await?;
                 Ok(Submitted {
                     record,
                     dispatch,
@@ -141,7 +147,7 @@ impl Jobs<'_> {
                 })
             }
             InsertOutcome::Replayed(earlier) => {
-                let record = self.load(&earlier)?;
+                let record = self.load(&earlier).await?;
                 let dispatch = if record.dispatch == Dispatch::Inline.as_str() {
                     Dispatch::Inline
                 } else {
@@ -163,8 +169,10 @@ impl Jobs<'_> {
 
     /// Publishes a new job's `job_created` (already recorded) and says who runs it: a
     /// worker that heard it, or the caller (no subscriber, or Redis down).
-    fn hand_off(&self, record: &JobRecord, payload: &str) -> Result<Dispatch, ApiError> {
-        let receivers = self.publish(record, JobEventKind::JobCreated, payload);
+    async fn hand_off(&self, record: &JobRecord, payload: &str) -> Result<Dispatch, ApiError> {
+        let receivers = self
+            .publish(record, JobEventKind::JobCreated, payload)
+            .await;
         // Under a supervisor (`inline_runs` off) a worker is on its way back (restarted
         // after a kill, or once Redis returns): the job waits for it, queued, and the
         // supervisor wakes it. Tool code never runs in the HTTP process there.
@@ -174,25 +182,28 @@ impl Jobs<'_> {
         // Nobody can run it but us: say so in the row; the caller runs it.
         self.db
             .set_dispatch(&record.id, Dispatch::Inline.as_str())
+            .await
             .map_err(db_error)?;
         Ok(Dispatch::Inline)
     }
 
     /// Retries a failed or cancelled job as a new job with the same tool and params.
-    pub fn retry(&self, old: &JobId) -> Result<(JobRecord, Dispatch), ApiError> {
+    pub async fn retry(&self, old: &JobId) -> Result<(JobRecord, Dispatch), ApiError> {
         let new_id = JobId::new();
         let now = now_ms();
         let created = self.transition_event(JobEventKind::JobCreated, now);
         match self
             .db
             .retry_job(old, &new_id, now, &created.event())
+            .await
             .map_err(db_error)?
         {
             RetryOutcome::Created(record) => {
-                let dispatch = self.hand_off(&record, &created.payload.borrow())?;
+                let payload = created.payload.borrow().clone();
+                let dispatch = self.hand_off(&record, &payload).await?;
                 // The old job's cached status now links to its retry.
-                if let Ok(old_record) = self.load(old) {
-                    self.cache_status(&old_record);
+                if let Ok(old_record) = self.load(old).await {
+                    self.cache_status(&old_record).await;
                 }
                 Ok((record, dispatch))
             }
@@ -211,20 +222,21 @@ impl Jobs<'_> {
 
     /// Cancels a job: a queued one at once (never runs), a running one at its tool's
     /// next check. Final jobs are a conflict.
-    pub fn cancel(&self, id: &JobId) -> Result<Cancel, ApiError> {
+    pub async fn cancel(&self, id: &JobId) -> Result<Cancel, ApiError> {
         let now = now_ms();
         let cancelled = self.transition_event(JobEventKind::JobCancelled, now);
         match self
             .db
             .cancel_job(id, now, &cancelled.event())
+            .await
             .map_err(db_error)?
         {
             Some(CancelOutcome::Cancelled(record)) => {
-                cancelled.publish(&record);
+                cancelled.publish(&record).await;
                 Ok(Cancel::Done(record))
             }
             Some(CancelOutcome::Requested(record)) => {
-                self.cache_status(&record);
+                self.cache_status(&record).await;
                 Ok(Cancel::Requested(record))
             }
             Some(CancelOutcome::Final(record)) => Err(ApiError::Conflict(format!(
@@ -237,7 +249,7 @@ impl Jobs<'_> {
 
     /// Deletes finished jobs older than the retention (`job_retention_days`; 0 keeps
     /// them) in one small batch, with their outputs and events. Off the request path.
-    pub fn purge_expired(&self, batch: u32) -> usize {
+    pub async fn purge_expired(&self, batch: u32) -> usize {
         let Some(retention_ms) = self.settings.job_retention_ms() else {
             return 0;
         };
@@ -245,11 +257,12 @@ impl Jobs<'_> {
         match self
             .db
             .purge_finished(now - retention_ms, now - IDEMPOTENCY_WINDOW_MS, batch)
+            .await
         {
             Ok(purged) => {
                 // Their cached status documents go too: a purged job is a 404.
                 let keys: Vec<String> = purged.iter().map(keys::job_status).collect();
-                if let Err(e) = self.redis.del(&keys) {
+                if let Err(e) = self.redis.del(&keys).await {
                     if !e.is_unavailable() {
                         log_warn(&format!("cannot drop purged jobs' status: {e}"));
                     }
@@ -266,11 +279,11 @@ impl Jobs<'_> {
     /// Runs `work` with the request's database connection and Redis and settings handles
     /// of its own (both connect or read only when used): for work a request leaves for
     /// after its response, when the handles it answered with are gone.
-    pub fn detached(
+    pub async fn detached(
         db: Db,
         settings: Settings,
         source: &'static str,
-        work: impl FnOnce(&Jobs<'_>),
+        work: impl AsyncFnOnce(&Jobs<'_>),
     ) {
         let redis = Redis::from_settings(&settings);
         work(&Jobs {
@@ -279,10 +292,16 @@ impl Jobs<'_> {
             settings: &settings,
             source,
         })
+        .await
     }
 
     /// Claims and runs a job if nobody else holds it; answers its state afterwards.
-    pub fn run(&self, registry: &Registry, id: &JobId, tool: &str) -> Result<JobRecord, ApiError> {
+    pub async fn run(
+        &self,
+        registry: &Registry,
+        id: &JobId,
+        tool: &str,
+    ) -> Result<JobRecord, ApiError> {
         let timeout_s = registry
             .get(tool)
             .map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
@@ -298,15 +317,16 @@ impl Jobs<'_> {
         match self
             .db
             .claim_job(id, &runner, &lease, MAX_ATTEMPTS, &started.event())
+            .await
             .map_err(db_error)?
         {
             Some(claimed) => {
-                started.publish(&claimed.record);
-                self.execute(registry, claimed, &runner)
+                started.publish(&claimed.record).await;
+                self.execute(registry, claimed, &runner).await
             }
             None => {
-                let record = self.load(id)?;
-                self.give_up_if_abandoned(record)
+                let record = self.load(id).await?;
+                self.give_up_if_abandoned(record).await
             }
         }
     }
@@ -335,11 +355,11 @@ impl Jobs<'_> {
     /// an instance that trapped (out of memory at the instance cap, or out of stack):
     /// it fails with `resource_exhausted` at once, instead of waiting for its lease,
     /// and is not run again. Answers how many it failed.
-    pub fn fail_orphans(&self) -> usize {
+    pub async fn fail_orphans(&self) -> usize {
         let Some(prefix) = self.worker_prefix() else {
             return 0;
         };
-        let orphans = match self.db.running_jobs_of(&prefix) {
+        let orphans = match self.db.running_jobs_of(&prefix).await {
             Ok(o) => o.into_iter().map(|j| j.id).collect::<Vec<_>>(),
             Err(e) => {
                 log_warn(&format!("cannot look for orphaned jobs: {e}"));
@@ -349,7 +369,7 @@ impl Jobs<'_> {
         let msg = limits::trapped_error(self.settings.worker_memory_limit());
         let mut failed = 0;
         for id in orphans {
-            match self.fail_stopped(&id, &msg, limits::TRAPPED_COUNTER) {
+            match self.fail_stopped(&id, &msg, limits::TRAPPED_COUNTER).await {
                 Ok(true) => failed += 1,
                 Ok(false) => {}
                 Err(e) => log_warn(&format!("cannot fail orphaned job {id}: {e}")),
@@ -361,15 +381,15 @@ impl Jobs<'_> {
     /// Fails a running job that something outside its run stopped (a trapped instance,
     /// the hard limit), with its event, and counts it under `counter`. Answers whether
     /// it failed it (`false`: the job had already ended).
-    fn fail_stopped(&self, id: &JobId, msg: &str, counter: &str) -> Result<bool, DbError> {
+    async fn fail_stopped(&self, id: &JobId, msg: &str, counter: &str) -> Result<bool, DbError> {
         let now = now_ms();
         let event = self.transition_event(JobEventKind::JobFailed, now);
-        let Some(record) = self.db.fail_job(id, None, now, msg, &event.event())? else {
+        let Some(record) = self.db.fail_job(id, None, now, msg, &event.event()).await? else {
             return Ok(false);
         };
-        let _ = self.db.add_counter(counter, 1);
+        let _ = self.db.add_counter(counter, 1).await;
         log_warn(&format!("job {id} failed: {msg}"));
-        event.publish(&record);
+        event.publish(&record).await;
         Ok(true)
     }
 
@@ -381,12 +401,12 @@ impl Jobs<'_> {
     /// its liveness check fails). It also wakes this worker once its running job's
     /// instance has ended (see [`Jobs::fail_orphans`]) and every worker while a job has
     /// waited in the queue for over a second.
-    pub fn enforce_hard_limit(&self) -> Result<HardLimitCheck, ApiError> {
+    pub async fn enforce_hard_limit(&self) -> Result<HardLimitCheck, ApiError> {
         let prefix = self.worker_prefix().ok_or_else(|| {
             ApiError::NotFound("this process runs no worker with a worker_id".into())
         })?;
         let now = now_ms();
-        let running = self.db.running_jobs_of(&prefix).map_err(db_error)?;
+        let running = self.db.running_jobs_of(&prefix).await.map_err(db_error)?;
         let mut check = HardLimitCheck::default();
         for job in &running {
             if !limits::past_hard_limit(job.deadline_ms, now, limits::PROBED_KILL_AFTER_MS) {
@@ -398,29 +418,31 @@ impl Jobs<'_> {
             // A job that ended on its own just now needs no restart.
             if self
                 .fail_stopped(&job.id, &msg, limits::HARD_KILLED_COUNTER)
+                .await
                 .map_err(db_error)?
             {
                 check.failed.push(job.id);
             }
         }
         if check.failed.is_empty() && check.running > 0 {
-            self.wake(self.settings.worker_id());
+            self.wake(self.settings.worker_id()).await;
         }
         if self
             .db
             .queued_since(now - limits::QUEUED_WAKE_AFTER_MS)
+            .await
             .unwrap_or(false)
         {
-            self.wake(None);
+            self.wake(None).await;
         }
         Ok(check)
     }
 
     /// Publishes a wake-up for `worker` (every worker when `None`): answers how many
     /// heard it, or `None` when Redis is unavailable.
-    pub fn wake(&self, worker: Option<&str>) -> Option<i64> {
+    pub async fn wake(&self, worker: Option<&str>) -> Option<i64> {
         let wake = limits::WakeUp::to(worker).to_json();
-        match self.redis.publish(keys::JOB_WAKEUPS, wake.as_bytes()) {
+        match self.redis.publish(keys::JOB_WAKEUPS, wake.as_bytes()).await {
             Ok(heard) => Some(heard),
             Err(e) => {
                 if !e.is_unavailable() {
@@ -436,9 +458,9 @@ impl Jobs<'_> {
     /// `job_created` messages, and the wake-ups after it find nothing and leave.
     /// Answers how many jobs it picked (a job another worker claimed first counts).
     /// The registry is loaded (`load_registry`) only once there is a job to run.
-    pub fn drain(
+    pub async fn drain(
         &self,
-        load_registry: impl Fn() -> Result<Registry, ApiError>,
+        load_registry: impl AsyncFn() -> Result<std::rc::Rc<Registry>, ApiError>,
         max_jobs: usize,
         budget: Duration,
     ) -> Result<usize, ApiError> {
@@ -446,26 +468,31 @@ impl Jobs<'_> {
         let mut registry = None;
         let mut ran = 0;
         while ran < max_jobs && started.elapsed() < budget {
-            let Some((id, tool)) = self.db.next_runnable(now_ms()).map_err(db_error)? else {
+            let Some((id, tool)) = self.db.next_runnable(now_ms()).await.map_err(db_error)? else {
                 break;
             };
             let reg = match &registry {
                 Some(reg) => reg,
-                None => registry.insert(load_registry()?),
+                None => registry.insert(load_registry().await?),
             };
-            if let Err(e) = self.run(reg, &id, &tool) {
+            if let Err(e) = self.run(reg, &id, &tool).await {
                 log_warn(&format!("job {id} could not be run: {e}"));
                 // The same job would come back at once: stop here, the next wake-up
                 // (or the lease) tries again.
                 break;
             }
             ran += 1;
+            // A drain can last its whole budget when jobs come as fast as they run:
+            // retention keeps pace inside it instead of waiting for its end.
+            if ran % PURGE_EVERY_JOBS == 0 {
+                self.purge_expired(PURGE_BATCH).await;
+            }
         }
         Ok(ran)
     }
 
     /// A job no claim can take any more (its runs were all lost) fails with `timeout`.
-    fn give_up_if_abandoned(&self, record: JobRecord) -> Result<JobRecord, ApiError> {
+    async fn give_up_if_abandoned(&self, record: JobRecord) -> Result<JobRecord, ApiError> {
         let now = now_ms();
         let lost = record.status == JobStatus::Running && record.lease_ms.is_some_and(|l| l < now);
         if lost && record.cancel_requested {
@@ -474,13 +501,14 @@ impl Jobs<'_> {
             return match self
                 .db
                 .finish_cancelled(&record.id, None, now, &cancelled.event())
+                .await
                 .map_err(db_error)?
             {
                 Some(record) => {
-                    cancelled.publish(&record);
+                    cancelled.publish(&record).await;
                     Ok(record)
                 }
-                None => self.load(&record.id),
+                None => self.load(&record.id).await,
             };
         }
         let abandoned = record.status == JobStatus::Running
@@ -497,17 +525,18 @@ impl Jobs<'_> {
         match self
             .db
             .fail_job(&record.id, None, now, &msg, &failed.event())
+            .await
             .map_err(db_error)?
         {
             Some(record) => {
-                failed.publish(&record);
+                failed.publish(&record).await;
                 Ok(record)
             }
-            None => self.load(&record.id),
+            None => self.load(&record.id).await,
         }
     }
 
-    fn execute(
+    async fn execute(
         &self,
         registry: &Registry,
         claimed: Claimed,
@@ -537,6 +566,7 @@ impl Jobs<'_> {
                 let finished = self
                     .db
                     .finish_cancelled(&id, Some(runner), now, &cancelled.event())
+                    .await
                     .map_err(db_error)?;
                 (finished, cancelled)
             }
@@ -554,6 +584,7 @@ impl Jobs<'_> {
                 let finished = self
                     .db
                     .complete_job(&id, runner, now, duration, &outs, &completed.event())
+                    .await
                     .map_err(db_error)?;
                 (finished, completed)
             }
@@ -562,6 +593,7 @@ impl Jobs<'_> {
                 let finished = self
                     .db
                     .fail_job(&id, Some(runner), now, &msg, &failed.event())
+                    .await
                     .map_err(db_error)?;
                 (finished, failed)
             }
@@ -570,17 +602,17 @@ impl Jobs<'_> {
         // over (our lease ran out), so it is not ours to announce.
         match finished {
             Some(record) => {
-                event.publish(&record);
+                event.publish(&record).await;
                 Ok(record)
             }
-            None => self.load(&id),
+            None => self.load(&id).await,
         }
     }
 
     /// Finishes up to `limit` jobs that nobody is running. Returns how many it touched.
-    pub fn recover(&self, registry: &Registry, limit: u32) -> usize {
+    pub async fn recover(&self, registry: &Registry, limit: u32) -> usize {
         let now = now_ms();
-        let stale = match self.db.stale_jobs(now, now - QUEUED_GRACE_MS, limit) {
+        let stale = match self.db.stale_jobs(now, now - QUEUED_GRACE_MS, limit).await {
             Ok(s) => s,
             Err(e) => {
                 log_warn(&format!("cannot look for stale jobs: {e}"));
@@ -589,7 +621,7 @@ impl Jobs<'_> {
         };
         for (id, tool) in &stale {
             log_info(&format!("recovering stale job {id}"));
-            if let Err(e) = self.run(registry, id, tool) {
+            if let Err(e) = self.run(registry, id, tool).await {
                 log_warn(&format!("recovering job {id} failed: {e}"));
             }
         }
@@ -606,9 +638,10 @@ impl Jobs<'_> {
         }
     }
 
-    pub fn load(&self, id: &JobId) -> Result<JobRecord, ApiError> {
+    pub async fn load(&self, id: &JobId) -> Result<JobRecord, ApiError> {
         self.db
             .job(id)
+            .await
             .map_err(db_error)?
             .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))
     }
@@ -651,18 +684,27 @@ impl Jobs<'_> {
     /// Refreshes the status cache and publishes the event `payload` (already recorded
     /// in SQLite). Answers how many subscribers heard it, or `None` when Redis is
     /// unavailable.
-    pub fn publish(&self, record: &JobRecord, kind: JobEventKind, payload: &str) -> Option<i64> {
+    pub async fn publish(
+        &self,
+        record: &JobRecord,
+        kind: JobEventKind,
+        payload: &str,
+    ) -> Option<i64> {
         log_transition(record, kind, self.source);
         // The status write and the publish share one round trip: the status is cached
         // before anyone hears the event, so a reader woken by it finds the new status.
         let (status, ttl) = self.status_entry(record);
-        match self.redis.set_ex_and_publish(
-            &keys::job_status(&record.id),
-            &status,
-            ttl,
-            keys::JOB_UPDATES,
-            payload.as_bytes(),
-        ) {
+        match self
+            .redis
+            .set_ex_and_publish(
+                &keys::job_status(&record.id),
+                &status,
+                ttl,
+                keys::JOB_UPDATES,
+                payload.as_bytes(),
+            )
+            .await
+        {
             Ok(n) => Some(n),
             Err(e) => {
                 log_warn(&format!("cannot publish {}: {e}", kind.as_str()));
@@ -681,11 +723,12 @@ impl Jobs<'_> {
     /// Writes `job:{id}:status`. A job that is not final is cached only until the moment
     /// it would count as stale, so a cache HIT can never hide a job that needs recovery:
     /// the next read after that is a MISS, sees it in SQLite and recovers it.
-    pub fn cache_status(&self, record: &JobRecord) {
+    pub async fn cache_status(&self, record: &JobRecord) {
         let (bytes, ttl) = self.status_entry(record);
         if let Err(e) = self
             .redis
             .set_ex(&keys::job_status(&record.id), &bytes, ttl)
+            .await
         {
             if !e.is_unavailable() {
                 log_warn(&format!("cannot cache status of {}: {e}", record.id));
@@ -712,8 +755,9 @@ impl Transition<'_> {
         }
     }
 
-    fn publish(&self, record: &JobRecord) {
-        self.jobs.publish(record, self.kind, &self.payload.borrow());
+    async fn publish(&self, record: &JobRecord) {
+        let payload = self.payload.borrow().clone();
+        self.jobs.publish(record, self.kind, &payload).await;
     }
 }
 
@@ -780,8 +824,14 @@ struct JobSupervisor<'j> {
 }
 
 impl data20_tools::Supervisor for JobSupervisor<'_> {
+    // Tools are synchronous code: their checks wait for the database in place, a few
+    // times a second at most. Where that cannot be done ([`data20_host::block_on`]: a
+    // job run inline by a WASIp3 HTTP component), a run is not cancelled midway and
+    // reports no progress; its deadline still holds.
     fn cancelled(&self) -> bool {
-        self.jobs.db.cancel_requested(&self.id).unwrap_or(false)
+        data20_host::block_on(self.jobs.db.cancel_requested(&self.id))
+            .and_then(Result::ok)
+            .unwrap_or(false)
     }
 
     fn progress(&self, fraction: f64, message: &str) {
@@ -792,15 +842,18 @@ impl data20_tools::Supervisor for JobSupervisor<'_> {
         let event = self
             .jobs
             .transition_event(JobEventKind::JobProgress, now_ms());
-        match self
-            .jobs
-            .db
-            .record_progress(&self.id, self.runner, &progress, &event.event())
-        {
-            Ok(Some(record)) => event.publish(&record),
-            Ok(None) => {}
-            Err(e) => log_warn(&format!("cannot record progress of {}: {e}", self.id)),
-        }
+        data20_host::block_on(async {
+            match self
+                .jobs
+                .db
+                .record_progress(&self.id, self.runner, &progress, &event.event())
+                .await
+            {
+                Ok(Some(record)) => event.publish(&record).await,
+                Ok(None) => {}
+                Err(e) => log_warn(&format!("cannot record progress of {}: {e}", self.id)),
+            }
+        });
     }
 }
 

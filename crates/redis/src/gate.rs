@@ -3,12 +3,8 @@
 //!
 //! The limiter is the sliding-window counter of [`data20_domain::ratelimit`]: one
 //! integer key per client and fixed window (`api:{ip}:{window}`), expiring two windows
-//! after its first increment. Two ways to run it, the same arithmetic:
-//!
-//! - pooled (`redis_reads = "pooled"`): `INCRBY` and `GET` on the host's pooled
-//!   connection, one call at a time; outbound Redis only for the `EXPIRE` of a new
-//!   window's counter, once per client per window;
-//! - outbound: one Lua script, one round trip on a fresh connection.
+//! after its first increment. It runs as one Lua script: one round trip, on the
+//! instance's kept connection.
 
 use crate::{as_string, int_reply, keys, Arg, Redis, RedisError, Reply, Script};
 use data20_domain::ratelimit::{decide, Decision, Window};
@@ -71,76 +67,16 @@ pub struct Limit {
 
 impl Redis {
     /// Admits or rejects one request and, when admitted, reads `cache`.
-    pub fn gate(
+    pub async fn gate(
         &self,
         limit: Limit,
         cache: Option<CacheRead<'_>>,
     ) -> Result<Admission, RedisError> {
         let window = Window::at(limit.now_ms, limit.window_s);
-        if self.pooled().is_some() {
-            self.gate_pooled(&limit, &window, cache)
-        } else {
-            self.gate_outbound(&limit, &window, cache)
-        }
+        self.gate_outbound(&limit, &window, cache).await
     }
 
-    fn gate_pooled(
-        &self,
-        limit: &Limit,
-        window: &Window,
-        cache: Option<CacheRead<'_>>,
-    ) -> Result<Admission, RedisError> {
-        let key = keys::rate_limit(&limit.client, window.index);
-        let current = self.increment(&key, 1)?.max(0) as u64;
-        if current == 1 {
-            self.expire_counter(&key, window);
-        }
-        // Far from the limit the previous window cannot change the answer: skip its
-        // read, and report what remains as if it had been full (never an overstatement).
-        let previous = if window.fits_without_previous(limit.max, current) {
-            limit.max
-        } else {
-            let prev_key = keys::rate_limit(&limit.client, window.previous_index());
-            self.read(&prev_key)?
-                .and_then(|v| String::from_utf8_lossy(&v).trim().parse().ok())
-                .unwrap_or(0)
-        };
-        let decision = decide(window, limit.max, current, previous);
-        if !decision.allowed {
-            // Take the increment back, so the counter holds admitted requests only.
-            // Failures here only make this client's window a little stricter.
-            let _ = self.increment(&key, -1);
-            let _ = self.increment(&keys::counter(keys::RATE_LIMITED), 1);
-            // Also a second chance for a TTL whose first EXPIRE failed.
-            self.expire_counter(&key, window);
-            return Ok(Admission {
-                decision,
-                cached: None,
-            });
-        }
-        let cached = match cache {
-            None => None,
-            Some(read) => {
-                let cached = self.read(read.key)?;
-                if !read.counter.is_empty() {
-                    let [hit, miss] = keys::cache_counters(read.counter);
-                    let _ = self.increment(if cached.is_some() { &hit } else { &miss }, 1);
-                }
-                cached
-            }
-        };
-        Ok(Admission { decision, cached })
-    }
-
-    /// Every counter expires: its TTL is set (outbound) when its window's first request
-    /// creates it. A failure is logged; the key then lives until a rejection retries.
-    fn expire_counter(&self, key: &str, window: &Window) {
-        if let Err(e) = self.expire(key, window.counter_ttl_s()) {
-            data20_domain::log::warn(&format!("cannot set the TTL of {key}: {e}"));
-        }
-    }
-
-    fn gate_outbound(
+    async fn gate_outbound(
         &self,
         limit: &Limit,
         window: &Window,
@@ -154,16 +90,18 @@ impl Redis {
             None => ("", [String::new(), String::new()]),
         };
         let rejected = keys::counter(keys::RATE_LIMITED);
-        let reply = self.eval(
-            &SCRIPT,
-            &[&key, &prev_key, cache_key, &rejected, &hit, &miss],
-            &[
-                Arg::Int(limit.max as i64),
-                Arg::Int(window.length_ms as i64),
-                Arg::Int(window.elapsed_ms as i64),
-                Arg::Int(window.counter_ttl_s() as i64),
-            ],
-        )?;
+        let reply = self
+            .eval(
+                &SCRIPT,
+                &[&key, &prev_key, cache_key, &rejected, &hit, &miss],
+                &[
+                    Arg::Int(limit.max as i64),
+                    Arg::Int(window.length_ms as i64),
+                    Arg::Int(window.elapsed_ms as i64),
+                    Arg::Int(window.counter_ttl_s() as i64),
+                ],
+            )
+            .await?;
         let (current, previous, cached) = parse_reply(&reply)?;
         Ok(Admission {
             decision: decide(window, limit.max, current, previous),

@@ -1,30 +1,24 @@
-//! data20's Redis adapter, built on Spin's outbound Redis.
+//! data20's Redis adapter, built on Spin's outbound Redis ([`data20_host::redis`]).
 //!
 //! Redis is a cache and an event bus here, never the source of truth, so every call
-//! returns `Result<_, RedisError>` and callers take their fallback path on error. Spin
-//! opens a connection per request; once a call fails for lack of a server, the client
-//! remembers it and answers `Unavailable` at once for the rest of the request instead
-//! of paying another connection attempt.
-//!
-//! Hot reads (cache entries, the limiter's counters) go through [`Redis::read`] and
-//! [`Redis::increment`]: on the host's pooled connection ([`pooled`]) when the
-//! `redis_reads` setting says `pooled`, else outbound. Writes with a TTL, `PUBLISH`,
-//! scripts and `INFO` are outbound only; outbound connects on first use, so a request
-//! served from the pool never opens a connection.
+//! returns `Result<_, RedisError>` and callers take their fallback path on error. The
+//! connection comes from the host adapter: kept by the instance on WASIp3 (dropped
+//! after a failure), one per request on WASIp2. Once a call fails for lack of a
+//! server, the client remembers it and answers `Unavailable` at once for the rest of
+//! the request instead of paying another connection attempt.
 
 pub mod gate;
 pub mod info;
 /// Key and channel names live with the domain (the supervisor, a host program, uses them too).
 pub use data20_domain::keys;
-pub mod pooled;
 
-use data20_domain::ReadPath;
-use pooled::Pooled;
-use spin_sdk::redis::{Connection, Error as SpinRedisError, RedisParameter, RedisResult};
-use std::cell::{Cell, OnceCell};
+use data20_host::redis::{Connection, Error as HostRedisError, Param};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
+pub use data20_host::redis::Reply;
 pub use info::RedisInfo;
-pub use spin_sdk::redis::RedisResult as Reply;
+type RedisResult = Reply;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum RedisError {
@@ -42,15 +36,15 @@ impl RedisError {
     }
 }
 
-/// Sorts Spin's Redis errors into "the server is not there" and "the server said no".
-pub fn classify(err: &SpinRedisError) -> RedisError {
+/// Sorts the host's Redis errors into "the server is not there" and "the server said no".
+pub fn classify(err: &HostRedisError) -> RedisError {
     match err {
-        SpinRedisError::InvalidAddress => RedisError::Unavailable("invalid redis address".into()),
-        SpinRedisError::TooManyConnections => {
+        HostRedisError::InvalidAddress => RedisError::Unavailable("invalid redis address".into()),
+        HostRedisError::TooManyConnections => {
             RedisError::Unavailable("too many redis connections".into())
         }
-        SpinRedisError::TypeError => RedisError::Command("unexpected reply type".into()),
-        SpinRedisError::Other(msg) => classify_message(msg),
+        HostRedisError::TypeError => RedisError::Command("unexpected reply type".into()),
+        HostRedisError::Other(msg) => classify_message(msg),
     }
 }
 
@@ -82,68 +76,38 @@ pub fn classify_message(msg: &str) -> RedisError {
 /// A Redis client for one request (or one trigger invocation).
 pub struct Redis {
     url: String,
-    conn: OnceCell<Result<Connection, RedisError>>,
-    /// Set when hot reads use the host's pooled connection.
-    pooled: Option<Pooled>,
+    conn: RefCell<Option<Rc<Connection>>>,
     down: Cell<bool>,
 }
 
 impl Redis {
-    /// Outbound only. Connects lazily on the first command, so a request that needs no
-    /// Redis pays nothing.
+    /// Connects lazily on the first command, so a request that needs no Redis pays
+    /// nothing.
     pub fn new(url: &str) -> Redis {
-        Redis::with_reads(url, ReadPath::Outbound)
-    }
-
-    /// Hot reads on `reads`, everything else outbound.
-    pub fn with_reads(url: &str, reads: ReadPath) -> Redis {
         Redis {
             url: url.to_string(),
-            conn: OnceCell::new(),
-            pooled: (reads == ReadPath::Pooled).then(Pooled::new),
+            conn: RefCell::new(None),
             down: Cell::new(false),
         }
     }
 
-    /// The client a component's settings ask for: `redis_url`, hot reads on the path
-    /// `redis_reads` names.
+    /// The client a component's settings ask for (`redis_url`).
     pub fn from_settings(settings: &data20_domain::Settings) -> Redis {
-        Redis::with_reads(settings.redis_url(), settings.redis_reads())
+        Redis::new(settings.redis_url())
     }
 
-    /// The pooled reader, when this client uses one.
-    pub fn pooled(&self) -> Option<&Pooled> {
-        self.pooled.as_ref()
+    /// `GET key`, for hot reads (cache entries, counters).
+    pub async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        self.get(key).await
     }
 
-    /// Runs a pooled call, unless Redis is already known to be down in this request.
-    fn on_pool<T>(
-        &self,
-        pool: &Pooled,
-        call: impl FnOnce(&Pooled) -> Result<T, RedisError>,
-    ) -> Result<T, RedisError> {
-        if self.down.get() {
-            return Err(RedisError::Unavailable(
-                "redis marked down for this request".into(),
-            ));
-        }
-        call(pool).inspect_err(|e| self.note(e))
-    }
-
-    /// `GET key` on the read path (pooled when configured).
-    pub fn read(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
-        match &self.pooled {
-            Some(pool) => self.on_pool(pool, |p| p.get(key)),
-            None => self.get(key),
-        }
-    }
-
-    /// `INCRBY key delta` on the read path (pooled when configured): the new value.
-    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, RedisError> {
-        match &self.pooled {
-            Some(pool) => self.on_pool(pool, |p| p.increment(key, delta)),
-            None => int_reply(&self.execute("INCRBY", &[Arg::Str(key), Arg::Int(delta)])?),
-        }
+    /// `INCRBY key delta`: the new value.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, RedisError> {
+        int_reply(
+            &self
+                .execute("INCRBY", &[Arg::Str(key), Arg::Int(delta)])
+                .await?,
+        )
     }
 
     /// Whether a call in this request already found Redis unreachable.
@@ -151,20 +115,25 @@ impl Redis {
         self.down.get()
     }
 
-    fn conn(&self) -> Result<&Connection, RedisError> {
+    async fn conn(&self) -> Result<Rc<Connection>, RedisError> {
         if self.down.get() {
             return Err(RedisError::Unavailable(
                 "redis marked down for this request".into(),
             ));
         }
-        let conn = self
-            .conn
-            .get_or_init(|| Connection::open(&self.url).map_err(|e| classify(&e)));
-        match conn {
-            Ok(c) => Ok(c),
+        if let Some(conn) = self.conn.borrow().clone() {
+            return Ok(conn);
+        }
+        match Connection::open(&self.url).await {
+            Ok(c) => {
+                let c = Rc::new(c);
+                *self.conn.borrow_mut() = Some(c.clone());
+                Ok(c)
+            }
             Err(e) => {
-                self.note(e);
-                Err(e.clone())
+                let e = classify(&e);
+                self.note(&e);
+                Err(e)
             }
         }
     }
@@ -177,29 +146,38 @@ impl Redis {
         }
     }
 
-    fn check<T>(&self, r: Result<T, SpinRedisError>) -> Result<T, RedisError> {
-        r.map_err(|e| {
+    /// Runs any command; the building block for the helpers below.
+    pub async fn execute(
+        &self,
+        cmd: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<RedisResult>, RedisError> {
+        let conn = self.conn().await?;
+        let params: Vec<Param> = args.iter().map(|a| a.to_param()).collect();
+        conn.execute(cmd, &params).await.map_err(|e| {
             let err = classify(&e);
             self.note(&err);
+            if err.is_unavailable() {
+                // The host dropped the connection; the next call (if any) reopens.
+                *self.conn.borrow_mut() = None;
+            }
             err
         })
     }
 
-    /// Runs any command; the building block for the helpers below.
-    pub fn execute(&self, cmd: &str, args: &[Arg<'_>]) -> Result<Vec<RedisResult>, RedisError> {
-        let conn = self.conn()?;
-        let params: Vec<RedisParameter> = args.iter().map(|a| a.to_param()).collect();
-        self.check(conn.execute(cmd, &params))
-    }
-
-    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
-        let conn = self.conn()?;
-        self.check(conn.get(key))
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisError> {
+        let reply = self.execute("GET", &[Arg::Str(key)]).await?;
+        match reply.first() {
+            None | Some(Reply::Nil) => Ok(None),
+            Some(Reply::Binary(b)) => Ok(Some(b.clone())),
+            Some(Reply::Status(s)) => Ok(Some(s.clone().into_bytes())),
+            Some(other) => Err(RedisError::Command(format!("GET answered {other:?}"))),
+        }
     }
 
     /// `SET key value EX ttl`: every cache entry data20 writes expires. A TTL of 0
     /// means "do not cache" and writes nothing.
-    pub fn set_ex(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), RedisError> {
+    pub async fn set_ex(&self, key: &str, value: &[u8], ttl_s: u64) -> Result<(), RedisError> {
         if ttl_s == 0 {
             return Ok(());
         }
@@ -212,12 +190,13 @@ impl Redis {
                 Arg::Int(ttl_s as i64),
             ],
         )
+        .await
         .map(|_| ())
     }
 
     /// [`Redis::set_ex`] then `PUBLISH`, in one round trip (in that order, atomically):
     /// answers how many subscribers received the message.
-    pub fn set_ex_and_publish(
+    pub async fn set_ex_and_publish(
         &self,
         key: &str,
         value: &[u8],
@@ -225,32 +204,36 @@ impl Redis {
         channel: &str,
         payload: &[u8],
     ) -> Result<i64, RedisError> {
-        let reply = self.eval(
-            &SET_EX_AND_PUBLISH,
-            &[key],
-            &[
-                Arg::Bytes(value),
-                Arg::Int(ttl_s as i64),
-                Arg::Str(channel),
-                Arg::Bytes(payload),
-            ],
-        )?;
+        let reply = self
+            .eval(
+                &SET_EX_AND_PUBLISH,
+                &[key],
+                &[
+                    Arg::Bytes(value),
+                    Arg::Int(ttl_s as i64),
+                    Arg::Str(channel),
+                    Arg::Bytes(payload),
+                ],
+            )
+            .await?;
         int_reply(&reply)
     }
 
     /// `PUBLISH`: answers how many subscribers received the message.
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
-        let reply = self.execute("PUBLISH", &[Arg::Str(channel), Arg::Bytes(payload)])?;
+    pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
+        let reply = self
+            .execute("PUBLISH", &[Arg::Str(channel), Arg::Bytes(payload)])
+            .await?;
         int_reply(&reply)
     }
 
-    pub fn ping(&self) -> Result<(), RedisError> {
-        self.execute("PING", &[]).map(|_| ())
+    pub async fn ping(&self) -> Result<(), RedisError> {
+        self.execute("PING", &[]).await.map(|_| ())
     }
 
     /// `INFO`, parsed into the fields the stats route shows.
-    pub fn info(&self) -> Result<RedisInfo, RedisError> {
-        let reply = self.execute("INFO", &[])?;
+    pub async fn info(&self) -> Result<RedisInfo, RedisError> {
+        let reply = self.execute("INFO", &[]).await?;
         match reply.first() {
             Some(RedisResult::Binary(b)) => Ok(RedisInfo::parse(&String::from_utf8_lossy(b))),
             Some(RedisResult::Status(s)) => Ok(RedisInfo::parse(s)),
@@ -259,44 +242,45 @@ impl Redis {
     }
 
     /// `MGET`, as one optional text per key.
-    pub fn mget(&self, keys: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
+    pub async fn mget(&self, keys: &[&str]) -> Result<Vec<Option<String>>, RedisError> {
         let args: Vec<Arg<'_>> = keys.iter().map(|k| Arg::Str(k)).collect();
-        let reply = self.execute("MGET", &args)?;
+        let reply = self.execute("MGET", &args).await?;
         Ok(reply.iter().map(as_string).collect())
     }
 
     /// `DEL key…` (nothing to do for no keys).
-    pub fn del(&self, keys: &[String]) -> Result<(), RedisError> {
+    pub async fn del(&self, keys: &[String]) -> Result<(), RedisError> {
         if keys.is_empty() {
             return Ok(());
         }
         let args: Vec<Arg<'_>> = keys.iter().map(|k| Arg::Str(k)).collect();
-        self.execute("DEL", &args).map(|_| ())
+        self.execute("DEL", &args).await.map(|_| ())
     }
 
     /// `EXPIRE key ttl`.
-    pub fn expire(&self, key: &str, ttl_s: u64) -> Result<(), RedisError> {
+    pub async fn expire(&self, key: &str, ttl_s: u64) -> Result<(), RedisError> {
         self.execute("EXPIRE", &[Arg::Str(key), Arg::Int(ttl_s as i64)])
+            .await
             .map(|_| ())
     }
 
     /// Runs `script` by its digest (`EVALSHA`: 40 bytes on the wire instead of the
     /// body), sending the body only when the server does not know it yet (`NOSCRIPT`:
     /// a fresh or restarted Redis), which also loads it for later calls.
-    pub fn eval(
+    pub async fn eval(
         &self,
         script: &Script,
         keys: &[&str],
         args: &[Arg<'_>],
     ) -> Result<Vec<RedisResult>, RedisError> {
-        let call = |cmd: &str, script_arg: &str| {
+        let call = |script_arg: &'static str| {
             let mut all = vec![Arg::Str(script_arg), Arg::Int(keys.len() as i64)];
             all.extend(keys.iter().map(|k| Arg::Str(k)));
             all.extend_from_slice(args);
-            self.execute(cmd, &all)
+            all
         };
-        match call("EVALSHA", script.sha1) {
-            Err(e) if is_noscript(&e) => call("EVAL", script.body),
+        match self.execute("EVALSHA", &call(script.sha1)).await {
+            Err(e) if is_noscript(&e) => self.execute("EVAL", &call(script.body)).await,
             other => other,
         }
     }
@@ -331,11 +315,11 @@ pub enum Arg<'a> {
 }
 
 impl Arg<'_> {
-    fn to_param(self) -> RedisParameter {
+    fn to_param(self) -> Param {
         match self {
-            Arg::Str(s) => RedisParameter::Binary(s.as_bytes().to_vec()),
-            Arg::Bytes(b) => RedisParameter::Binary(b.to_vec()),
-            Arg::Int(i) => RedisParameter::Int64(i),
+            Arg::Str(s) => Param::Binary(s.as_bytes().to_vec()),
+            Arg::Bytes(b) => Param::Binary(b.to_vec()),
+            Arg::Int(i) => Param::Int64(i),
         }
     }
 }
@@ -404,8 +388,8 @@ mod tests {
             "An error was signalled by the server - NoScriptError: No matching script. Please use EVAL."
         )));
         assert!(!is_noscript(&classify_message("ERR unknown command 'FOO'")));
-        assert!(!classify(&SpinRedisError::TypeError).is_unavailable());
-        assert!(classify(&SpinRedisError::InvalidAddress).is_unavailable());
+        assert!(!classify(&HostRedisError::TypeError).is_unavailable());
+        assert!(classify(&HostRedisError::InvalidAddress).is_unavailable());
     }
 
     #[test]

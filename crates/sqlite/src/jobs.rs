@@ -3,12 +3,12 @@
 //! win a claim, and a runner that lost its lease can no longer finish the job.
 
 use crate::{Db, DbError};
+use crate::{QueryResult, Row, Value};
 use data20_domain::job::Progress;
 use data20_domain::job::{output_url, JobLinks};
 use data20_domain::time::rfc3339_ms;
 use data20_domain::{Cursor, JobId, JobStatus, JobView, ListFilter, OutputFile};
 use serde::Deserialize;
-use spin_sdk::sqlite::{QueryResult, Row, Value};
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,15 +260,15 @@ impl Db {
     /// (one fsync at `synchronous = FULL`) before the 202. With an idempotency key, the
     /// key is looked up and stored in the same transaction (`BEGIN IMMEDIATE`
     /// serialises writers), so two concurrent requests with one key make one job.
-    pub fn insert_job(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
+    pub async fn insert_job(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
+        self.with_schema(async |db: &Db| {
+            db.transaction(async |db: &Db| {
                 if let Some(key) = &new.idempotency {
                     let found = db.execute(
                         "SELECT job_id, body_hash FROM idempotency_keys \
                          WHERE scope = ? AND key = ? AND created_ms >= ?",
                         &[text(key.scope), text(key.key), Value::Integer(key.valid_since_ms)],
-                    )?;
+                    ).await?;
                     let earlier = found.rows().next().map(|row| {
                         (
                             row.get::<&str>("job_id").and_then(|v| JobId::parse(v).ok()),
@@ -290,7 +290,7 @@ impl Db {
                             id_value(new.id),
                             Value::Integer(new.created_ms),
                         ],
-                    )?;
+                    ).await?;
                 }
                 db.execute(
                     "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch) \
@@ -302,8 +302,8 @@ impl Db {
                         Value::Integer(new.created_ms),
                         text(new.dispatch),
                     ],
-                )?;
-                db.insert_event(new.id, new.event, new.created_ms, new.event_payload)?;
+                ).await?;
+                db.insert_event(new.id, new.event, new.created_ms, new.event_payload).await?;
                 // The new row is fully known: no need to read it back.
                 Ok(InsertOutcome::Inserted(Box::new(JobRecord::queued(
                     *new.id,
@@ -311,33 +311,38 @@ impl Db {
                     new.created_ms,
                     new.dispatch,
                 ))))
-            })
-        })
+            }).await
+        }).await
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
-    pub fn set_dispatch(&self, id: &JobId, dispatch: &str) -> Result<(), DbError> {
-        self.with_schema(|db| {
+    pub async fn set_dispatch(&self, id: &JobId, dispatch: &str) -> Result<(), DbError> {
+        self.with_schema(async |db: &Db| {
             db.execute(
                 "UPDATE jobs SET dispatch = ? WHERE id = ?",
                 &[text(dispatch), id_value(id)],
             )
+            .await
             .map(|_| ())
         })
+        .await
     }
 
-    pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                &format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"),
-                &[id_value(id)],
-            )?;
+    pub async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    &format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE id = ?"),
+                    &[id_value(id)],
+                )
+                .await?;
             Ok(records(&r)?.into_iter().next())
         })
+        .await
     }
 
     /// One page, newest first, plus whether there is another.
-    pub fn list_jobs(&self, f: &ListFilter) -> Result<(Vec<JobRecord>, bool), DbError> {
+    pub async fn list_jobs(&self, f: &ListFilter) -> Result<(Vec<JobRecord>, bool), DbError> {
         let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
         let mut params = Vec::new();
         if let Some(status) = f.status {
@@ -358,19 +363,20 @@ impl Db {
         }
         sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
         params.push(Value::Integer(i64::from(f.limit) + 1));
-        self.with_schema(|db| {
-            let mut rows = records(&db.execute(&sql, &params)?)?;
+        self.with_schema(async |db: &Db| {
+            let mut rows = records(&db.execute(&sql, &params).await?)?;
             let more = rows.len() > f.limit as usize;
             rows.truncate(f.limit as usize);
             Ok((rows, more))
         })
+        .await
     }
 
     /// Claims a job for `runner` until `lease.lease_ms`: a queued job, or a running one
     /// whose runner let its lease expire, while attempts remain. `None`: someone else
     /// has it. The claim records when the job's own timeout ends (`deadline_ms`): what
     /// a supervisor outside the WebAssembly enforces.
-    pub fn claim_job(
+    pub async fn claim_job(
         &self,
         id: &JobId,
         runner: &str,
@@ -378,26 +384,28 @@ impl Db {
         max_attempts: i64,
         event: &NewEvent<'_>,
     ) -> Result<Option<Claimed>, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
-                let r = db.execute(
-                    &format!(
+        self.with_schema(async |db: &Db| {
+            db.transaction(async |db: &Db| {
+                let r = db
+                    .execute(
+                        &format!(
                     "UPDATE jobs SET status = 'running', started_ms = ?, lease_ms = ?, runner = ?, \
                        deadline_ms = ?, attempts = attempts + 1 \
                      WHERE id = ? AND attempts < ? AND cancel_requested = 0 \
                        AND (status = 'queued' OR (status = 'running' AND lease_ms < ?)) \
                      RETURNING params, {ROW_COLUMNS}"
                 ),
-                    &[
-                        Value::Integer(lease.now_ms),
-                        Value::Integer(lease.lease_ms),
-                        text(runner),
-                        Value::Integer(lease.deadline_ms),
-                        id_value(id),
-                        Value::Integer(max_attempts),
-                        Value::Integer(lease.now_ms),
-                    ],
-                )?;
+                        &[
+                            Value::Integer(lease.now_ms),
+                            Value::Integer(lease.lease_ms),
+                            text(runner),
+                            Value::Integer(lease.deadline_ms),
+                            id_value(id),
+                            Value::Integer(max_attempts),
+                            Value::Integer(lease.now_ms),
+                        ],
+                    )
+                    .await?;
                 let claimed = r
                     .rows()
                     .next()
@@ -414,16 +422,19 @@ impl Db {
                         event.kind,
                         event.at_ms,
                         &event.payload.render(&c.record),
-                    )?;
+                    )
+                    .await?;
                 }
                 Ok(claimed)
             })
+            .await
         })
+        .await
     }
 
     /// Stores the outputs and marks the job completed, if `runner` still holds it.
     /// Returns false (and stores nothing) when the claim was lost.
-    pub fn complete_job(
+    pub async fn complete_job(
         &self,
         id: &JobId,
         runner: &str,
@@ -432,8 +443,8 @@ impl Db {
         outputs: &[NewOutput<'_>],
         event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
+        self.with_schema(async |db: &Db| {
+            db.transaction(async |db: &Db| {
                 let won = db.execute(
                     &format!(
                         "UPDATE jobs SET status = 'completed', finished_ms = ?, duration_ms = ?, \
@@ -446,7 +457,7 @@ impl Db {
                         id_value(id),
                         text(runner),
                     ],
-                )?;
+                ).await?;
                 let Some(row) = won.rows().next() else {
                     return Ok(None);
                 };
@@ -462,7 +473,7 @@ impl Db {
                             Value::Integer(out.content.len() as i64),
                             Value::Blob(out.content.to_vec()),
                         ],
-                    )?;
+                    ).await?;
                 }
                 // What was just written: no read-back needed.
                 finished.outputs = outputs
@@ -475,15 +486,15 @@ impl Db {
                     .collect();
                 // In the order a read gives them (by name).
                 finished.outputs.sort_by(|a, b| a.name.cmp(&b.name));
-                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(&finished))?;
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(&finished)).await?;
                 Ok(Some(finished))
-            })
-        })
+            }).await
+        }).await
     }
 
     /// Marks the job failed. With `runner`, only if that runner still holds it; without,
     /// for any job not yet final (recovery of abandoned jobs).
-    pub fn fail_job(
+    pub async fn fail_job(
         &self,
         id: &JobId,
         runner: Option<&str>,
@@ -491,8 +502,8 @@ impl Db {
         error: &str,
         event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
+        self.with_schema(async |db: &Db| {
+            db.transaction(async |db: &Db| {
             let (cond, mut params) = match runner {
                 Some(r) => ("status = 'running' AND runner = ?", vec![text(r)]),
                 None => ("status IN ('queued', 'running')", vec![]),
@@ -507,37 +518,39 @@ impl Db {
                      WHERE id = ? AND {cond} RETURNING {ROW_COLUMNS}"
                 ),
                 &all,
-            )?;
+            ).await?;
             // A failed job has no outputs (they are stored only on completion).
             let failed = r.rows().next().map(|row| record(&row)).transpose()?;
             if let Some(f) = &failed {
-                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(f))?;
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(f)).await?;
             }
             Ok(failed)
-            })
-        })
+            }).await
+        }).await
     }
 
     /// Jobs that nobody is running any more: queued since before `queued_before_ms`,
     /// or running with an expired lease. Oldest first.
-    pub fn stale_jobs(
+    pub async fn stale_jobs(
         &self,
         now_ms: i64,
         queued_before_ms: i64,
         limit: u32,
     ) -> Result<Vec<(JobId, String)>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT id, tool FROM jobs WHERE status = 'queued' AND created_ms < ? \
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT id, tool FROM jobs WHERE status = 'queued' AND created_ms < ? \
                  UNION ALL \
                  SELECT id, tool FROM jobs WHERE status = 'running' AND lease_ms < ? \
                  LIMIT ?",
-                &[
-                    Value::Integer(queued_before_ms),
-                    Value::Integer(now_ms),
-                    Value::Integer(i64::from(limit)),
-                ],
-            )?;
+                    &[
+                        Value::Integer(queued_before_ms),
+                        Value::Integer(now_ms),
+                        Value::Integer(i64::from(limit)),
+                    ],
+                )
+                .await?;
             Ok(r.rows()
                 .filter_map(|row| {
                     let id = JobId::parse(row.get::<&str>("id")?).ok()?;
@@ -545,83 +558,100 @@ impl Db {
                 })
                 .collect())
         })
+        .await
     }
 
     /// An output's content type and bytes.
-    pub fn job_output(&self, id: &JobId, name: &str) -> Result<Option<(String, Vec<u8>)>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT content_type, content FROM job_outputs WHERE job_id = ? AND name = ?",
-                &[id_value(id), text(name)],
-            )?;
+    pub async fn job_output(
+        &self,
+        id: &JobId,
+        name: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT content_type, content FROM job_outputs WHERE job_id = ? AND name = ?",
+                    &[id_value(id), text(name)],
+                )
+                .await?;
             let output = r.rows().next().map(|row| {
                 let ct = row
                     .get::<&str>("content_type")
                     .unwrap_or("application/octet-stream");
-                let bytes = match r.rows[0].values.get(1) {
-                    Some(Value::Blob(b)) => b.clone(),
-                    Some(Value::Text(t)) => t.clone().into_bytes(),
-                    _ => Vec::new(),
-                };
+                let bytes = row
+                    .get::<&[u8]>("content")
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
                 (ct.to_string(), bytes)
             });
             Ok(output)
         })
+        .await
     }
 
     /// Cancels a queued job at once (`Cancelled`), or asks a running one to stop at its
     /// tool's next check (`Requested`). `None`: no such job; a final job comes back as
     /// `Final`.
-    pub fn cancel_job(
+    pub async fn cancel_job(
         &self,
         id: &JobId,
         now_ms: i64,
         event: &NewEvent<'_>,
     ) -> Result<Option<CancelOutcome>, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
-                let queued = db.execute(
-                    &format!(
+        let outcome = self
+            .with_schema(async |db: &Db| {
+                db.transaction(async |db: &Db| {
+                    let queued = db
+                        .execute(
+                            &format!(
                         "UPDATE jobs SET status = 'cancelled', finished_ms = ?, lease_ms = NULL \
                          WHERE id = ? AND status = 'queued' RETURNING {ROW_COLUMNS}"
                     ),
-                    &[Value::Integer(now_ms), id_value(id)],
-                )?;
-                if let Some(row) = queued.rows().next() {
-                    let cancelled = record(&row)?;
-                    db.insert_event(
-                        id,
-                        event.kind,
-                        event.at_ms,
-                        &event.payload.render(&cancelled),
-                    )?;
-                    return Ok(Some(CancelOutcome::Cancelled(cancelled)));
-                }
-                let running = db.execute(
-                    &format!(
-                        "UPDATE jobs SET cancel_requested = 1 \
+                            &[Value::Integer(now_ms), id_value(id)],
+                        )
+                        .await?;
+                    if let Some(row) = queued.rows().next() {
+                        let cancelled = record(&row)?;
+                        db.insert_event(
+                            id,
+                            event.kind,
+                            event.at_ms,
+                            &event.payload.render(&cancelled),
+                        )
+                        .await?;
+                        return Ok(Some(CancelOutcome::Cancelled(cancelled)));
+                    }
+                    let running = db
+                        .execute(
+                            &format!(
+                                "UPDATE jobs SET cancel_requested = 1 \
                          WHERE id = ? AND status = 'running' RETURNING {ROW_COLUMNS}"
-                    ),
-                    &[id_value(id)],
-                )?;
-                if let Some(row) = running.rows().next() {
-                    return Ok(Some(CancelOutcome::Requested(record(&row)?)));
-                }
-                Ok(None)
+                            ),
+                            &[id_value(id)],
+                        )
+                        .await?;
+                    if let Some(row) = running.rows().next() {
+                        return Ok(Some(CancelOutcome::Requested(record(&row)?)));
+                    }
+                    Ok(None)
+                })
+                .await
             })
-        })
-        .and_then(|outcome| match outcome {
+            .await?;
+        match outcome {
             Some(o) => Ok(Some(o)),
-            None => Ok(self.job(id)?.map(CancelOutcome::Final)),
-        })
+            None => Ok(self.job(id).await?.map(CancelOutcome::Final)),
+        }
     }
 
     /// Whether a cancel was asked for this job (the runner's cooperative check).
-    pub fn cancel_requested(&self, id: &JobId) -> Result<bool, DbError> {
-        let r = self.execute(
-            "SELECT cancel_requested FROM jobs WHERE id = ?",
-            &[id_value(id)],
-        )?;
+    pub async fn cancel_requested(&self, id: &JobId) -> Result<bool, DbError> {
+        let r = self
+            .execute(
+                "SELECT cancel_requested FROM jobs WHERE id = ?",
+                &[id_value(id)],
+            )
+            .await?;
         let requested = r
             .rows()
             .next()
@@ -632,15 +662,15 @@ impl Db {
 
     /// Ends a running job as cancelled: held by `runner`, or (without one) a job whose
     /// runner is gone and whose cancel was asked for.
-    pub fn finish_cancelled(
+    pub async fn finish_cancelled(
         &self,
         id: &JobId,
         runner: Option<&str>,
         now_ms: i64,
         event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
-        self.with_schema(|db| {
-            db.transaction(|db| {
+        self.with_schema(async |db: &Db| {
+            db.transaction(async |db: &Db| {
                 let (cond, extra) = match runner {
                     Some(r) => ("runner = ?", Some(text(r))),
                     None => ("cancel_requested = 1", None),
@@ -655,19 +685,19 @@ impl Db {
                          WHERE id = ? AND status = 'running' AND {cond} RETURNING {ROW_COLUMNS}"
                     ),
                     &params,
-                )?;
+                ).await?;
                 let cancelled = r.rows().next().map(|row| record(&row)).transpose()?;
                 if let Some(c) = &cancelled {
-                    db.insert_event(id, event.kind, event.at_ms, &event.payload.render(c))?;
+                    db.insert_event(id, event.kind, event.at_ms, &event.payload.render(c)).await?;
                 }
                 Ok(cancelled)
-            })
-        })
+            }).await
+        }).await
     }
 
     /// Stores a running job's progress with its `job_progress` event, if `runner` still
     /// holds the job.
-    pub fn record_progress(
+    pub async fn record_progress(
         &self,
         id: &JobId,
         runner: &str,
@@ -675,66 +705,72 @@ impl Db {
         event: &NewEvent<'_>,
     ) -> Result<Option<JobRecord>, DbError> {
         let progress_json = serde_json::to_string(progress).unwrap_or_default();
-        self.transaction(|db| {
+        self.transaction(async |db: &Db| {
             let r = db.execute(
                 &format!(
                     "UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running' AND runner = ? \
                      RETURNING {ROW_COLUMNS}"
                 ),
                 &[text(&progress_json), id_value(id), text(runner)],
-            )?;
+            ).await?;
             let updated = r.rows().next().map(|row| record(&row)).transpose()?;
             if let Some(u) = &updated {
-                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(u))?;
+                db.insert_event(id, event.kind, event.at_ms, &event.payload.render(u)).await?;
             }
             Ok(updated)
-        })
+        }).await
     }
 
     /// Creates `new_id`, a queued retry of the failed or cancelled job `old`, with the
     /// same tool and params, linked both ways, and its `job_created` event; one commit.
     /// A job is retried once: its retry can be retried in turn.
-    pub fn retry_job(
+    pub async fn retry_job(
         &self,
         old: &JobId,
         new_id: &JobId,
         now_ms: i64,
         event: &NewEvent<'_>,
     ) -> Result<RetryOutcome, DbError> {
-        let outcome = self.with_schema(|db| {
-            db.transaction(|db| {
-                let linked = db.execute(
-                    "UPDATE jobs SET retried_by = ? \
+        let outcome = self
+            .with_schema(async |db: &Db| {
+                db.transaction(async |db: &Db| {
+                    let linked = db
+                        .execute(
+                            "UPDATE jobs SET retried_by = ? \
                      WHERE id = ? AND status IN ('failed', 'cancelled') AND retried_by IS NULL \
                      RETURNING tool",
-                    &[id_value(new_id), id_value(old)],
-                )?;
-                let Some(tool) = linked
-                    .rows()
-                    .next()
-                    .and_then(|row| row.get::<&str>("tool").map(str::to_string))
-                else {
-                    return Ok(None);
-                };
-                db.execute(
+                            &[id_value(new_id), id_value(old)],
+                        )
+                        .await?;
+                    let Some(tool) = linked
+                        .rows()
+                        .next()
+                        .and_then(|row| row.get::<&str>("tool").map(str::to_string))
+                    else {
+                        return Ok(None);
+                    };
+                    db.execute(
                     "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch, retry_of) \
                      SELECT ?, tool, params, 'queued', ?, 'worker', id FROM jobs WHERE id = ?",
                     &[id_value(new_id), Value::Integer(now_ms), id_value(old)],
-                )?;
-                let mut created = JobRecord::queued(*new_id, &tool, now_ms, "worker");
-                created.retry_of = Some(*old);
-                db.insert_event(
-                    new_id,
-                    event.kind,
-                    event.at_ms,
-                    &event.payload.render(&created),
-                )?;
-                Ok(Some(created))
+                ).await?;
+                    let mut created = JobRecord::queued(*new_id, &tool, now_ms, "worker");
+                    created.retry_of = Some(*old);
+                    db.insert_event(
+                        new_id,
+                        event.kind,
+                        event.at_ms,
+                        &event.payload.render(&created),
+                    )
+                    .await?;
+                    Ok(Some(created))
+                })
+                .await
             })
-        })?;
+            .await?;
         match outcome {
             Some(created) => Ok(RetryOutcome::Created(created)),
-            None => Ok(match self.job(old)? {
+            None => Ok(match self.job(old).await? {
                 Some(record) => RetryOutcome::NotRetryable(record),
                 None => RetryOutcome::NotFound,
             }),
@@ -744,18 +780,20 @@ impl Db {
     /// Deletes up to `limit` jobs that finished before `before_ms`, with their outputs
     /// and events, and idempotency keys older than `keys_before_ms`; adds the count to
     /// the `jobs_purged` counter. One transaction. Answers the jobs that went.
-    pub fn purge_finished(
+    pub async fn purge_finished(
         &self,
         before_ms: i64,
         keys_before_ms: i64,
         limit: u32,
     ) -> Result<Vec<JobId>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT id FROM jobs INDEXED BY jobs_by_finished \
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT id FROM jobs INDEXED BY jobs_by_finished \
                  WHERE finished_ms IS NOT NULL AND finished_ms < ? LIMIT ?",
-                &[Value::Integer(before_ms), Value::Integer(i64::from(limit))],
-            )?;
+                    &[Value::Integer(before_ms), Value::Integer(i64::from(limit))],
+                )
+                .await?;
             let purged: Vec<JobId> = r
                 .rows()
                 .filter_map(|row| JobId::parse(row.get::<&str>("id")?).ok())
@@ -765,51 +803,62 @@ impl Db {
             }
             let ids: Vec<Value> = purged.iter().map(id_value).collect();
             let marks = vec!["?"; ids.len()].join(", ");
-            db.transaction(|db| {
+            db.transaction(async |db: &Db| {
                 for table in ["job_outputs", "job_events"] {
                     db.execute(
                         &format!("DELETE FROM {table} WHERE job_id IN ({marks})"),
                         &ids,
-                    )?;
+                    )
+                    .await?;
                 }
-                db.execute(&format!("DELETE FROM jobs WHERE id IN ({marks})"), &ids)?;
+                db.execute(&format!("DELETE FROM jobs WHERE id IN ({marks})"), &ids)
+                    .await?;
                 db.execute(
                     "DELETE FROM idempotency_keys WHERE created_ms < ?",
                     &[Value::Integer(keys_before_ms)],
-                )?;
+                )
+                .await?;
                 db.execute(
                     "INSERT INTO counters (name, value) VALUES ('jobs_purged', ?) \
                      ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                     &[Value::Integer(ids.len() as i64)],
-                )?;
+                )
+                .await?;
                 Ok(purged.clone())
             })
+            .await
         })
+        .await
     }
 
     /// Adds `delta` to a counter kept with the data.
-    pub fn add_counter(&self, name: &str, delta: i64) -> Result<(), DbError> {
-        self.with_schema(|db| {
+    pub async fn add_counter(&self, name: &str, delta: i64) -> Result<(), DbError> {
+        self.with_schema(async |db: &Db| {
             db.execute(
                 "INSERT INTO counters (name, value) VALUES (?, ?) \
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                 &[text(name), Value::Integer(delta)],
             )
+            .await
             .map(|_| ())
         })
+        .await
     }
 
     /// A counter kept with the data (0 when never set).
-    pub fn counter(&self, name: &str) -> Result<i64, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute("SELECT value FROM counters WHERE name = ?", &[text(name)])?;
+    pub async fn counter(&self, name: &str) -> Result<i64, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute("SELECT value FROM counters WHERE name = ?", &[text(name)])
+                .await?;
             let value = r.rows().next().and_then(|row| row.get::<i64>("value"));
             Ok(value.unwrap_or(0))
         })
+        .await
     }
 
     /// Appends an event to the job's log (what the SSE route replays).
-    pub fn insert_event(
+    pub async fn insert_event(
         &self,
         id: &JobId,
         event: &str,
@@ -825,39 +874,45 @@ impl Db {
                 text(payload),
             ],
         )
+        .await
         .map(|_| ())
     }
 
     /// The next job a worker should run: the oldest queued one, else a running one
     /// whose runner let its lease expire.
-    pub fn next_runnable(&self, now_ms: i64) -> Result<Option<(JobId, String)>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
+    pub async fn next_runnable(&self, now_ms: i64) -> Result<Option<(JobId, String)>, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
                    WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
                  UNION ALL \
                  SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
                    WHERE status = 'running' AND lease_ms < ? LIMIT 1) \
                  LIMIT 1",
-                &[Value::Integer(now_ms)],
-            )?;
+                    &[Value::Integer(now_ms)],
+                )
+                .await?;
             let next = r.rows().next().and_then(|row| {
                 let id = JobId::parse(row.get::<&str>("id")?).ok()?;
                 Some((id, row.get::<&str>("tool")?.to_string()))
             });
             Ok(next)
         })
+        .await
     }
 
     /// The running jobs whose runner name starts with `runner_prefix` (a worker
     /// process's own runs).
-    pub fn running_jobs_of(&self, runner_prefix: &str) -> Result<Vec<RunningJob>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status \
+    pub async fn running_jobs_of(&self, runner_prefix: &str) -> Result<Vec<RunningJob>, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status \
                  WHERE status = 'running' AND substr(runner, 1, length(?)) = ?",
-                &[text(runner_prefix), text(runner_prefix)],
-            )?;
+                    &[text(runner_prefix), text(runner_prefix)],
+                )
+                .await?;
             Ok(r.rows()
                 .filter_map(|row| {
                     Some(RunningJob {
@@ -869,16 +924,19 @@ impl Db {
                 })
                 .collect())
         })
+        .await
     }
 
     /// Whether some job has been queued since before `before_ms`.
-    pub fn queued_since(&self, before_ms: i64) -> Result<bool, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
+    pub async fn queued_since(&self, before_ms: i64) -> Result<bool, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
                    WHERE status = 'queued' AND created_ms < ?) AS waiting",
-                &[Value::Integer(before_ms)],
-            )?;
+                    &[Value::Integer(before_ms)],
+                )
+                .await?;
             let waiting = r
                 .rows()
                 .next()
@@ -886,15 +944,22 @@ impl Db {
                 .is_some_and(|w| w == 1);
             Ok(waiting)
         })
+        .await
     }
 
     /// Events of a job after sequence number `after`, as `(seq, payload)`.
-    pub fn events_after(&self, id: &JobId, after: i64) -> Result<Vec<(i64, String)>, DbError> {
-        self.with_schema(|db| {
-            let r = db.execute(
-                "SELECT seq, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
-                &[id_value(id), Value::Integer(after)],
-            )?;
+    pub async fn events_after(
+        &self,
+        id: &JobId,
+        after: i64,
+    ) -> Result<Vec<(i64, String)>, DbError> {
+        self.with_schema(async |db: &Db| {
+            let r = db
+                .execute(
+                    "SELECT seq, payload FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq",
+                    &[id_value(id), Value::Integer(after)],
+                )
+                .await?;
             Ok(r.rows()
                 .filter_map(|row| {
                     Some((
@@ -904,19 +969,23 @@ impl Db {
                 })
                 .collect())
         })
+        .await
     }
 
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction; rolls back on error or `Ok(false)`-style
     /// outcomes are the caller's business (commit happens whenever `f` returns Ok).
-    pub fn transaction<T>(&self, f: impl FnOnce(&Db) -> Result<T, DbError>) -> Result<T, DbError> {
-        self.execute("BEGIN IMMEDIATE", &[])?;
-        match f(self) {
+    pub async fn transaction<T>(
+        &self,
+        f: impl AsyncFnOnce(&Db) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.execute("BEGIN IMMEDIATE", &[]).await?;
+        match f(self).await {
             Ok(v) => {
-                self.execute("COMMIT", &[])?;
+                self.execute("COMMIT", &[]).await?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.execute("ROLLBACK", &[]);
+                let _ = self.execute("ROLLBACK", &[]).await;
                 Err(e)
             }
         }

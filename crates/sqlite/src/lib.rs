@@ -4,7 +4,8 @@ pub mod jobs;
 pub mod migrations;
 pub mod stats;
 
-use spin_sdk::sqlite::{Connection, QueryResult, Value};
+use data20_host::sqlite::Connection;
+pub use data20_host::sqlite::{QueryResult, Row, Value};
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum DbError {
@@ -25,9 +26,9 @@ pub enum DbError {
     Migration { version: u32, reason: String },
 }
 
-impl From<spin_sdk::sqlite::Error> for DbError {
-    fn from(e: spin_sdk::sqlite::Error) -> Self {
-        classify(&format!("{e}"))
+impl From<String> for DbError {
+    fn from(e: String) -> Self {
+        classify(&e)
     }
 }
 
@@ -60,8 +61,8 @@ impl Db {
     /// needs it (see [`Db::with_schema`]) so that the hot path pays no extra round trip.
     /// Commits are durable (`synchronous = FULL`, SQLite's default here): what a 202
     /// promised survives a power cut.
-    pub fn open() -> Result<Db, DbError> {
-        let conn = Connection::open_default()?;
+    pub async fn open() -> Result<Db, DbError> {
+        let conn = Connection::open_default().await?;
         Ok(Db { conn })
     }
 
@@ -71,15 +72,15 @@ impl Db {
     /// A process crash loses nothing; a power cut may roll back the last transitions,
     /// and the jobs they touched are claimed again (queued, or running past their
     /// lease). The INSERT behind a 202 never goes through this connection.
-    pub fn open_for_transitions() -> Result<Db, DbError> {
-        let db = Db::open()?;
+    pub async fn open_for_transitions() -> Result<Db, DbError> {
+        let db = Db::open().await?;
         // A server that refuses the pragma (libSQL) keeps its own durability.
-        let _ = db.execute("PRAGMA synchronous = NORMAL", &[]);
+        let _ = db.execute("PRAGMA synchronous = NORMAL", &[]).await;
         Ok(db)
     }
 
-    pub fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, DbError> {
-        Ok(self.conn.execute(sql, params)?)
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, DbError> {
+        Ok(self.conn.execute(sql, params).await?)
     }
 
     /// Runs `f`; if it fails because the schema is missing or old, applies the
@@ -87,11 +88,14 @@ impl Db {
     /// (a table, column or index) triggers it the same way, and so does one that misses
     /// an object a newer data20 removed: then [`Db::migrate`] refuses with
     /// [`DbError::SchemaTooNew`] instead of the bare "no such ..." error.
-    pub fn with_schema<T>(&self, f: impl Fn(&Db) -> Result<T, DbError>) -> Result<T, DbError> {
-        match f(self) {
+    pub async fn with_schema<T>(
+        &self,
+        f: impl AsyncFn(&Db) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        match f(self).await {
             Err(DbError::Schema(_)) => {
-                self.migrate()?;
-                f(self)
+                self.migrate().await?;
+                f(self).await
             }
             other => other,
         }
@@ -109,20 +113,20 @@ impl Db {
     ///   anything is written;
     /// - a migration that rebuilds a table keeps the rows that point at it (foreign
     ///   keys are off while it runs, and checked before it commits).
-    pub fn migrate(&self) -> Result<u32, DbError> {
+    pub async fn migrate(&self) -> Result<u32, DbError> {
         // Best effort, because a libSQL server runs its own journal and locking and may
         // refuse these PRAGMAs; on a local file they do not fail in practice.
         // Several `spin up` processes share the file: wait for a writer instead of failing.
-        let _ = self.execute("PRAGMA busy_timeout = 5000", &[]);
+        let _ = self.execute("PRAGMA busy_timeout = 5000", &[]).await;
         // Write-ahead logging (a property of the file, so set once, here, outside any
         // transaction): a commit is one append and one fsync of the log instead of a
         // rollback journal's create, sync and delete. It halved the cost of each job
         // transition's INSERT (docs/BENCHMARKS.md). Readers no longer block the writer
         // either. Durability is unchanged: `synchronous` stays FULL.
-        let _ = self.execute("PRAGMA journal_mode = WAL", &[]);
+        let _ = self.execute("PRAGMA journal_mode = WAL", &[]).await;
         // A look without the write lock first: once any node has migrated, this is all
         // that runs, and no node queues for a lock it does not need.
-        let version = self.schema_version()?;
+        let version = self.schema_version().await?;
         if migrations::pending(migrations::MIGRATIONS, version)?.is_empty() {
             return Ok(version);
         }
@@ -133,11 +137,11 @@ impl Db {
         // transaction: SQLite ignores the pragma inside one), each migration checks them
         // before it commits, and they are back on afterwards: SQLite's own procedure
         // for schema changes.
-        let enforced = self.foreign_keys_enforced()?;
-        self.execute("PRAGMA foreign_keys = OFF", &[])?;
-        let migrated = self.apply_pending_migrations(version);
+        let enforced = self.foreign_keys_enforced().await?;
+        self.execute("PRAGMA foreign_keys = OFF", &[]).await?;
+        let migrated = self.apply_pending_migrations(version).await;
         if enforced {
-            let restored = self.execute("PRAGMA foreign_keys = ON", &[]);
+            let restored = self.execute("PRAGMA foreign_keys = ON", &[]).await;
             if migrated.is_ok() {
                 restored?;
             }
@@ -147,16 +151,17 @@ impl Db {
 
     /// Applies the migrations a database at `version` still needs, each in its own
     /// `BEGIN IMMEDIATE` transaction, and answers the version it ends at.
-    fn apply_pending_migrations(&self, mut version: u32) -> Result<u32, DbError> {
+    async fn apply_pending_migrations(&self, mut version: u32) -> Result<u32, DbError> {
         while !migrations::pending(migrations::MIGRATIONS, version)?.is_empty() {
-            self.execute("BEGIN IMMEDIATE", &[])?;
-            let applied = self
-                .apply_next_migration_locked()
-                .and_then(|v| self.execute("COMMIT", &[]).map(|_| v));
+            self.execute("BEGIN IMMEDIATE", &[]).await?;
+            let applied = match self.apply_next_migration_locked().await {
+                Ok(v) => self.execute("COMMIT", &[]).await.map(|_| v),
+                Err(e) => Err(e),
+            };
             match applied {
                 Ok(v) => version = v,
                 Err(e) => {
-                    let _ = self.execute("ROLLBACK", &[]);
+                    let _ = self.execute("ROLLBACK", &[]).await;
                     return Err(e);
                 }
             }
@@ -164,8 +169,8 @@ impl Db {
         Ok(version)
     }
 
-    fn foreign_keys_enforced(&self) -> Result<bool, DbError> {
-        let r = self.execute("PRAGMA foreign_keys", &[])?;
+    async fn foreign_keys_enforced(&self) -> Result<bool, DbError> {
+        let r = self.execute("PRAGMA foreign_keys", &[]).await?;
         let on = r
             .rows()
             .next()
@@ -177,14 +182,15 @@ impl Db {
     /// Inside `BEGIN IMMEDIATE`: reads the version again (another node may have
     /// migrated while this one waited for the lock) and applies the next pending
     /// migration, if any. Answers the version the database is at when it commits.
-    fn apply_next_migration_locked(&self) -> Result<u32, DbError> {
-        let version = self.schema_version()?;
+    async fn apply_next_migration_locked(&self) -> Result<u32, DbError> {
+        let version = self.schema_version().await?;
         let Some(next) = migrations::pending(migrations::MIGRATIONS, version)?.first() else {
             return Ok(version);
         };
         // Spin's SQLite runs one statement per `execute`.
         for statement in migrations::statements(next.sql) {
             self.execute(&statement, &[])
+                .await
                 .map_err(|e| DbError::Migration {
                     version: next.version,
                     reason: e.to_string(),
@@ -192,7 +198,7 @@ impl Db {
         }
         // With foreign keys off, nothing stopped a migration from leaving a row that
         // points nowhere: refuse to commit one.
-        let dangling = self.execute("PRAGMA foreign_key_check", &[])?;
+        let dangling = self.execute("PRAGMA foreign_key_check", &[]).await?;
         if let Some(row) = dangling.rows().next() {
             return Err(DbError::Migration {
                 version: next.version,
@@ -204,7 +210,7 @@ impl Db {
         }
         // A migration that forgot to record its version would be applied again and
         // again; the unit tests check every file, this checks the database.
-        let recorded = self.schema_version()?;
+        let recorded = self.schema_version().await?;
         if recorded != next.version {
             return Err(DbError::Migration {
                 version: next.version,
@@ -215,11 +221,14 @@ impl Db {
     }
 
     /// 0 for an empty database.
-    pub fn schema_version(&self) -> Result<u32, DbError> {
-        match self.execute(
-            "SELECT COALESCE(MAX(version), 0) AS v FROM schema_version",
-            &[],
-        ) {
+    pub async fn schema_version(&self) -> Result<u32, DbError> {
+        match self
+            .execute(
+                "SELECT COALESCE(MAX(version), 0) AS v FROM schema_version",
+                &[],
+            )
+            .await
+        {
             Ok(r) => Ok(r
                 .rows()
                 .next()
@@ -231,8 +240,8 @@ impl Db {
     }
 
     /// A cheap liveness probe for the health route.
-    pub fn ping(&self) -> Result<(), DbError> {
-        self.execute("SELECT 1", &[]).map(|_| ())
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.execute("SELECT 1", &[]).await.map(|_| ())
     }
 }
 

@@ -1,8 +1,8 @@
 //! Aggregates for the stats route, computed in SQLite (no row is loaded to count it).
 
+use crate::Value;
 use crate::{Db, DbError};
 use serde::Serialize;
-use spin_sdk::sqlite::Value;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Serialize, PartialEq)]
@@ -31,13 +31,13 @@ pub fn percentile_offset(n: i64, p: f64) -> i64 {
 }
 
 impl Db {
-    pub fn job_stats(&self) -> Result<JobStats, DbError> {
-        self.with_schema(|db| {
+    pub async fn job_stats(&self) -> Result<JobStats, DbError> {
+        self.with_schema(async |db: &Db| {
             let mut stats = JobStats::default();
             let r = db.execute(
                 "SELECT tool, status, COUNT(*) AS n FROM jobs GROUP BY tool, status",
                 &[],
-            )?;
+            ).await?;
             for row in r.rows() {
                 let (Some(tool), Some(status), Some(n)) =
                     (row.get::<&str>("tool"), row.get::<&str>("status"), row.get::<i64>("n"))
@@ -60,11 +60,11 @@ impl Db {
                  FROM jobs INDEXED BY jobs_by_duration \
                  WHERE status = 'completed' AND duration_ms IS NOT NULL",
                 &[],
-            )?;
+            ).await?;
             let row = r.rows().next();
             let n = row.as_ref().and_then(|r| r.get::<i64>("n")).unwrap_or(0);
             let mean = row.as_ref().and_then(|r| r.get::<f64>("mean"));
-            let pick = |p: f64| -> Result<Option<i64>, DbError> {
+            let pick = async |p: f64| -> Result<Option<i64>, DbError> {
                 if n == 0 {
                     return Ok(None);
                 }
@@ -72,18 +72,18 @@ impl Db {
                     "SELECT duration_ms FROM jobs WHERE status = 'completed' AND duration_ms IS NOT NULL \
                      ORDER BY duration_ms LIMIT 1 OFFSET ?",
                     &[Value::Integer(percentile_offset(n, p))],
-                )?;
+                ).await?;
                 let v = r.rows().next().and_then(|row| row.get::<i64>("duration_ms"));
                 Ok(v)
             };
             stats.durations_ms = Durations {
                 count: n,
                 mean: mean.map(|m| (m * 100.0).round() / 100.0),
-                p50: pick(0.5)?,
-                p95: pick(0.95)?,
+                p50: pick(0.5).await?,
+                p95: pick(0.95).await?,
             };
             Ok(stats)
-        })
+        }).await
     }
 }
 
