@@ -108,6 +108,16 @@ impl Request {
         }
     }
 
+    /// Whether the request says it carries a body: a non-zero `Content-Length` or a
+    /// `Transfer-Encoding`.
+    pub fn may_have_body(&self) -> bool {
+        self.header("transfer-encoding").is_some()
+            || self
+                .header("content-length")
+                .and_then(|v| v.as_str())
+                .is_some_and(|v| v.trim() != "0")
+    }
+
     /// For tests and callers that build a request by hand.
     pub fn with_body(mut self, body: Vec<u8>) -> Request {
         self.body = body;
@@ -368,11 +378,49 @@ pub mod sdk6_glue {
                     .map(|c| c.map(|c| Ok(Frame::data(Bytes::from(c))))),
             }
         }
+
+        // A whole body says its length: the answer goes out with `Content-Length`
+        // instead of chunked.
+        fn is_end_stream(&self) -> bool {
+            matches!(self, ReplyBody::Full(None))
+        }
+
+        fn size_hint(&self) -> http_body::SizeHint {
+            match self {
+                ReplyBody::Full(Some(b)) => http_body::SizeHint::with_exact(b.len() as u64),
+                ReplyBody::Full(None) => http_body::SizeHint::with_exact(0),
+                ReplyBody::Stream(_) => http_body::SizeHint::default(),
+            }
+        }
     }
 
     pub type Reply = hyperium::Response<ReplyBody>;
 
+    thread_local! {
+        /// Requests this instance is serving now (for the log batching in `crate::log`).
+        static IN_FLIGHT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     pub async fn serve<F, Fut>(
+        req: sdk6::http::Request,
+        cap: fn(&str) -> usize,
+        handler: F,
+    ) -> Reply
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        IN_FLIGHT.with(|n| n.set(n.get() + 1));
+        let reply = serve_one(req, cap, handler).await;
+        let still = IN_FLIGHT.with(|n| {
+            n.set(n.get().saturating_sub(1));
+            n.get()
+        });
+        crate::log::request_ended(still);
+        reply
+    }
+
+    async fn serve_one<F, Fut>(
         req: sdk6::http::Request,
         cap: fn(&str) -> usize,
         handler: F,
@@ -396,6 +444,9 @@ pub mod sdk6_glue {
         let cap = cap(request.method());
         match request.check_declared_length(cap) {
             Err(e) => request.body_error = Some(e),
+            // No length and no transfer coding: no body (RFC 9112 §6.3), and nothing to
+            // read from the host.
+            Ok(()) if !request.may_have_body() => {}
             Ok(()) => match read_capped(body, cap).await {
                 Ok(bytes) => request.body = bytes,
                 Err(e) => request.body_error = Some(e),
@@ -467,6 +518,7 @@ pub mod sdk5_glue {
         let cap = cap(request.method());
         match request.check_declared_length(cap) {
             Err(e) => request.body_error = Some(e),
+            Ok(()) if !request.may_have_body() => {}
             Ok(()) => match read_capped(req, cap).await {
                 Ok(bytes) => request.body = bytes,
                 Err(e) => request.body_error = Some(e),
@@ -589,6 +641,23 @@ mod tests {
             req("ten").check_declared_length(10),
             Err(BodyError::BadLength)
         );
+    }
+
+    #[test]
+    fn only_a_length_or_a_transfer_coding_means_a_body() {
+        let req = |h: &[(&str, &str)]| {
+            Request::new(
+                "GET",
+                "/",
+                h.iter()
+                    .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        assert!(!req(&[]).may_have_body());
+        assert!(!req(&[("content-length", "0")]).may_have_body());
+        assert!(req(&[("content-length", "5")]).may_have_body());
+        assert!(req(&[("transfer-encoding", "chunked")]).may_have_body());
     }
 
     #[test]

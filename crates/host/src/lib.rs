@@ -17,6 +17,7 @@
 // go to 6.0.0 and both export glues compile.
 
 pub mod http;
+pub mod log;
 pub mod redis;
 pub mod sqlite;
 pub mod time;

@@ -101,7 +101,7 @@ pub async fn admit(
         client: ip,
         max: settings.rate_limit_max(),
         window_s: settings.rate_limit_window_s(),
-        now_ms: data20_domain::time::now_ms().max(0) as u64,
+        now_ms: data20_host::time::unix_ms().max(0) as u64,
     };
     match redis.gate(limit, cache).await {
         Ok(Admission { decision, cached }) => {

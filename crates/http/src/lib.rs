@@ -33,7 +33,7 @@ pub struct Ctx {
     pub request_id: String,
     pub method: String,
     pub path: String,
-    started: std::time::Instant,
+    started_ns: u64,
 }
 
 impl Ctx {
@@ -43,13 +43,13 @@ impl Ctx {
             .and_then(|v| v.as_str())
             .filter(|id| is_valid_request_id(id))
             .map(str::to_string)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            .unwrap_or_else(new_request_id);
         Ctx {
             component,
             request_id,
             method: req.method().to_string(),
             path: req.path().to_string(),
-            started: std::time::Instant::now(),
+            started_ns: data20_host::time::monotonic_ns(),
         }
     }
 
@@ -60,18 +60,50 @@ impl Ctx {
             .header("x-cache")
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        data20_domain::log::emit(&serde_json::json!({
-            "level": "info",
-            "component": self.component,
-            "request_id": self.request_id,
-            "method": self.method,
-            "route": self.path,
-            "status": resp.status(),
-            "duration_us": self.started.elapsed().as_micros() as u64,
-            "cache": cache,
+        data20_host::log::request_line(data20_domain::log::render(&RequestLine {
+            level: "info",
+            component: self.component,
+            request_id: &self.request_id,
+            method: &self.method,
+            route: &self.path,
+            status: resp.status(),
+            duration_us: data20_host::time::monotonic_ns().saturating_sub(self.started_ns) / 1_000,
+            cache: cache.as_deref(),
         }));
         resp
     }
+}
+
+thread_local! {
+    /// This instance's request-id prefix (random, drawn once) and its counter. Safe to
+    /// keep: an id names a request, it carries nothing of one. A random draw per
+    /// request was a host call per request; prefix and counter are as unique.
+    static REQUEST_IDS: std::cell::Cell<(u64, u64)> = std::cell::Cell::new((
+        uuid::Uuid::new_v4().as_u64_pair().0,
+        0,
+    ));
+}
+
+/// A new request id: 32 hex digits, the instance's prefix then its counter.
+fn new_request_id() -> String {
+    REQUEST_IDS.with(|ids| {
+        let (prefix, n) = ids.get();
+        ids.set((prefix, n.wrapping_add(1)));
+        format!("{prefix:016x}{n:016x}")
+    })
+}
+
+/// A request's log line (rendered without building a JSON map first).
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    cache: Option<&'a str>,
+    component: &'a str,
+    duration_us: u64,
+    level: &'a str,
+    method: &'a str,
+    request_id: &'a str,
+    route: &'a str,
+    status: u16,
 }
 
 /// Request ids are echoed in headers and logs: accept only short, plain ones.
@@ -151,28 +183,84 @@ pub fn method_not_allowed(req: &Request) -> Response {
 /// A component's GET routes, then the JSON fallbacks: 405 on those paths and on
 /// `other_paths` for other methods, 404 anywhere else, so each path is named once.
 /// Answers the route and its parameters, or the fallback answer.
-pub fn route_get<T: Clone>(
+pub fn route_get<T: Clone + 'static>(
     req: &Request,
-    routes: &[(&str, T)],
-    other_paths: &[&str],
+    routes: &'static [(&'static str, T)],
+    other_paths: &'static [&'static str],
 ) -> Result<(T, Params), Response> {
-    let mut router = Router::new();
-    for (path, to) in routes {
-        router = router.add(Some("GET"), path, Some(to.clone()));
-    }
-    for path in other_paths {
-        router = router.add(None, path, None);
-    }
-    match router.route(req.method(), req.path()) {
+    let routed = ROUTERS.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        let router = kept
+            .entry(routes.as_ptr() as usize)
+            .or_insert_with(|| {
+                let mut router = Router::new();
+                for (path, to) in routes {
+                    router = router.add(Some("GET"), path, Some(to.clone()));
+                }
+                for path in other_paths {
+                    router = router.add(None, path, None);
+                }
+                Box::new(router)
+            })
+            .downcast_ref::<Router<Option<T>>>()
+            .map(|r| r.route(req.method(), req.path()));
+        routed_or_not_found(router)
+    });
+    match routed {
         Routed::Found(Some(to), params) => Ok((to, params)),
         Routed::Found(None, _) | Routed::MethodNotAllowed => Err(method_not_allowed(req)),
         Routed::NotFound => Err(not_found(req)),
     }
 }
 
+thread_local! {
+    /// Each component's routing table, built from its constant route list on first use
+    /// (keyed by where the list lives). Safe to keep: it is the component's code.
+    static ROUTERS: std::cell::RefCell<std::collections::HashMap<usize, Box<dyn std::any::Any>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn routed_or_not_found<T>(routed: Option<Routed<T>>) -> Routed<T> {
+    routed.unwrap_or(Routed::NotFound)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn routes_get_paths_and_answers_405_and_404_in_json() {
+        #[derive(Clone, Copy, Debug, PartialEq)]
+        enum R {
+            List,
+            One,
+        }
+        let route = |method: &str, path: &str| {
+            let req = Request::new(method, path, Vec::new());
+            route_get(
+                &req,
+                &[("/api/x", R::List), ("/api/x/:name", R::One)],
+                &["/api/x/:name/go"],
+            )
+            .map(|(r, p)| (r, p.get("name").map(str::to_string)))
+            .map_err(|resp| resp.status())
+        };
+        for _ in 0..2 {
+            assert_eq!(route("GET", "/api/x"), Ok((R::List, None)));
+            assert_eq!(route("GET", "/api/x/a"), Ok((R::One, Some("a".into()))));
+            assert_eq!(route("POST", "/api/x"), Err(405));
+            assert_eq!(route("GET", "/api/x/a/go"), Err(405));
+            assert_eq!(route("GET", "/elsewhere"), Err(404));
+        }
+    }
+
+    #[test]
+    fn new_request_ids_are_distinct_and_valid() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert_eq!((a.len(), a[..16] == b[..16]), (32, true));
+        assert!(is_valid_request_id(&a));
+    }
 
     #[test]
     fn request_ids_are_short_and_plain() {
