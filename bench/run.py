@@ -9,7 +9,9 @@ wasm32-wasip1 and for wasm32-wasip2, one GET of the same value through Spin's
 key-value store on the redis provider (the host's pooled connection), and that GET
 after one `increment` (the least a rate-limited cached read does), and three on
 `spin-sdk` 6.0.0 (WASIp3, instances Spin 4 reuses across requests): hello, one key-value
-GET, and one outbound GET on a connection the instance keeps. POST /api/run runs
+GET, one outbound GET on a connection the instance keeps, and the product's gate script
+(limiter, cache read, hit counter) on that connection, the least a rate-limited cached
+read does. POST /api/run runs
 next to the accept floors (one SQLite commit at synchronous=FULL, one outbound PUBLISH,
 and both). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
@@ -41,6 +43,7 @@ READ_FLOORS = [
     ("hello p3", "floor: hello, WASIp3 (sdk 6, reused)", "p3/hello"),
     ("KV GET p3", "floor: one key-value GET, WASIp3", "p3/kv-get"),
     ("kept GET p3", "floor: one outbound GET on a kept connection, WASIp3", "p3/redis-get"),
+    ("gated GET p3", "floor: the gate script (limiter + cache read) on a kept connection, WASIp3", "p3/gated-get"),
 ]
 
 

@@ -7,7 +7,11 @@
 //!   store (the `redis` provider's pooled connection);
 //! - `/floor/p3/redis-get`: one outbound Redis GET on a connection the instance keeps
 //!   between requests (opened on first use, dropped after any error so the next
-//!   request opens a fresh one).
+//!   request opens a fresh one);
+//! - `/floor/p3/gated-get`: the same read the way a rate-limited cached route must do
+//!   it, in one round trip on the kept connection: the product's gate script (sliding
+//!   window limiter, cache read, hit counter: `data20_redis::gate::SCRIPT`, by its
+//!   digest) with no other product logic.
 
 // The Spin export macros generate the ABI glue with `unsafe`.
 #![allow(unsafe_code)]
@@ -29,6 +33,7 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/floor/p3/hello" => return reply(StatusCode::OK, b"hello".to_vec()),
         "/floor/p3/kv-get" => kv_get().await,
         "/floor/p3/redis-get" => kept_get().await,
+        "/floor/p3/gated-get" => gated_get().await,
         other => {
             return reply(
                 StatusCode::NOT_FOUND,
@@ -54,8 +59,61 @@ async fn kv_get() -> Result<Option<Vec<u8>>, String> {
 }
 
 async fn kept_get() -> Result<Option<Vec<u8>>, String> {
-    let conn = match KEPT.with(|k| k.borrow().clone()) {
-        Some(conn) => conn,
+    let conn = kept().await?;
+    let value = conn.get("bench:floor").await;
+    if value.is_err() {
+        KEPT.with(|k| *k.borrow_mut() = None);
+    }
+    value.map_err(|e| format!("redis: {e}"))
+}
+
+/// The gate script's keys and arguments as the product passes them for one client of a
+/// never-reached limit; its body goes once (`SCRIPT LOAD`) when the server lacks it.
+async fn gated_get() -> Result<Option<Vec<u8>>, String> {
+    use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
+    let conn = kept().await?;
+    let script = data20_redis::gate::SCRIPT;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let window = now_ms / 60_000;
+    let text = |s: &str| P::Binary(s.as_bytes().to_vec());
+    let args = vec![
+        text(script.sha1),
+        P::Int64(6),
+        text(&format!("api:bench:{window}")),
+        text(&format!("api:bench:{}", window - 1)),
+        text("bench:floor"),
+        text("data20:stats:bench_rejected"),
+        text("data20:stats:bench:hit"),
+        text("data20:stats:bench:miss"),
+        P::Int64(1_000_000_000),
+        P::Int64(60_000),
+        P::Int64(now_ms % 60_000),
+        P::Int64(120),
+    ];
+    let mut reply = conn.execute("EVALSHA", args.clone()).await;
+    if matches!(&reply, Err(e) if e.to_string().contains("NoScript")) {
+        conn.execute("SCRIPT", [text("LOAD"), text(script.body)])
+            .await
+            .map_err(|e| format!("redis: {e}"))?;
+        reply = conn.execute("EVALSHA", args).await;
+    }
+    match reply {
+        Ok(values) => Ok(match values.into_iter().nth(2) {
+            Some(R::Binary(b)) => Some(b),
+            _ => None,
+        }),
+        Err(e) => {
+            KEPT.with(|k| *k.borrow_mut() = None);
+            Err(format!("redis: {e}"))
+        }
+    }
+}
+
+/// The instance's kept connection, opened on first use.
+async fn kept() -> Result<Rc<Connection>, String> {
+    match KEPT.with(|k| k.borrow().clone()) {
         None => {
             let url = spin_sdk::variables::get("redis_url")
                 .await
@@ -66,14 +124,10 @@ async fn kept_get() -> Result<Option<Vec<u8>>, String> {
                     .map_err(|e| format!("redis: {e}"))?,
             );
             KEPT.with(|k| *k.borrow_mut() = Some(conn.clone()));
-            conn
+            Ok(conn)
         }
-    };
-    let value = conn.get("bench:floor").await;
-    if value.is_err() {
-        KEPT.with(|k| *k.borrow_mut() = None);
+        Some(conn) => Ok(conn),
     }
-    value.map_err(|e| format!("redis: {e}"))
 }
 
 fn reply(status: StatusCode, body: Vec<u8>) -> (StatusCode, FullBody<bytes::Bytes>) {
