@@ -69,18 +69,9 @@ async fn retry(jobs: &Jobs<'_>, id: &JobId) -> Result<Response, ApiError> {
     }
     let (new_id, tool) = (record.id, record.tool.clone());
     Ok(resp.then(async move {
-        let Ok(db) = Db::open().await else { return };
-        let settings = data20_http::settings().await;
-        Jobs::detached(db, settings, "api", async |jobs| {
-            let done = match data20_http::registry::fetch(jobs.settings, jobs.redis).await {
-                Ok(registry) => jobs.run(&registry, &new_id, &tool).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
-                data20_http::log_warn(&format!("running retry {new_id} inline failed: {e}"));
-            }
-        })
-        .await
+        if let Ok(db) = Db::open().await {
+            crate::routes::run_inline(db, new_id, tool, "running retry").await;
+        }
     }))
 }
 

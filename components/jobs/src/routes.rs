@@ -92,20 +92,28 @@ pub async fn recover_stale(
     if waker.wake(None).await.unwrap_or(0) > 0 {
         return None;
     }
-    let (id, tool) = (record.id, record.tool.clone());
-    Some(async move {
-        let settings = data20_http::settings().await;
-        Jobs::detached(db, settings, "api", async |jobs| {
-            let done = match data20_http::registry::fetch(jobs.settings, jobs.redis).await {
-                Ok(registry) => jobs.run(&registry, &id, &tool).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
-                data20_http::log_warn(&format!("recovering job {id} failed: {e}"));
-            }
-        })
-        .await
+    Some(run_inline(
+        db,
+        record.id,
+        record.tool.clone(),
+        "recovering job",
+    ))
+}
+
+/// Runs job `id` here, for after a response: the registry fetched, the run claimed and
+/// done with handles of its own; a failure is logged as "`what` {id} failed".
+pub async fn run_inline(db: Db, id: JobId, tool: String, what: &'static str) {
+    let settings = data20_http::settings().await;
+    Jobs::detached(db, settings, "api", async |jobs| {
+        let done = match data20_http::registry::fetch(jobs.settings, jobs.redis).await {
+            Ok(registry) => jobs.run(&registry, &id, &tool).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = done {
+            data20_http::log_warn(&format!("{what} {id} failed: {e}"));
+        }
     })
+    .await
 }
 
 /// GET /api/jobs?status=&tool=&limit=&cursor=

@@ -118,10 +118,23 @@ impl Request {
                 .is_some_and(|v| v.trim() != "0")
     }
 
-    /// For tests and callers that build a request by hand.
-    pub fn with_body(mut self, body: Vec<u8>) -> Request {
-        self.body = body;
-        self
+    /// Fills in the body with `read(cap)`, unless the declared length is over `cap` or
+    /// the request declares none (no length and no transfer coding: no body, RFC 9112
+    /// §6.3, and nothing to ask the host for). Either SDK's glue passes its reader.
+    #[cfg_attr(not(any(feature = "sdk5", feature = "sdk6")), allow(dead_code))]
+    async fn read_body<F>(&mut self, cap: usize, read: impl FnOnce(usize) -> F)
+    where
+        F: Future<Output = Result<Vec<u8>, BodyError>>,
+    {
+        let outcome = match self.check_declared_length(cap) {
+            Err(e) => Err(e),
+            Ok(()) if !self.may_have_body() => return,
+            Ok(()) => read(cap).await,
+        };
+        match outcome {
+            Ok(bytes) => self.body = bytes,
+            Err(e) => self.body_error = Some(e),
+        }
     }
 }
 
@@ -441,17 +454,9 @@ pub mod sdk6_glue {
             .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
             .collect();
         let mut request = Request::new(parts.method.as_str(), &path_and_query, headers);
-        let cap = cap(request.method());
-        match request.check_declared_length(cap) {
-            Err(e) => request.body_error = Some(e),
-            // No length and no transfer coding: no body (RFC 9112 §6.3), and nothing to
-            // read from the host.
-            Ok(()) if !request.may_have_body() => {}
-            Ok(()) => match read_capped(body, cap).await {
-                Ok(bytes) => request.body = bytes,
-                Err(e) => request.body_error = Some(e),
-            },
-        }
+        request
+            .read_body(cap(request.method()), |cap| read_capped(body, cap))
+            .await;
         let (status, headers, body, after) = handler(request).await.into_parts();
         if !after.is_empty() {
             sdk6::wasip3::spawn(async move {
@@ -515,15 +520,9 @@ pub mod sdk5_glue {
         let path_and_query = req.path_with_query().unwrap_or_else(|| "/".into());
         let headers = req.headers().entries();
         let mut request = Request::new(&req.method().to_string(), &path_and_query, headers);
-        let cap = cap(request.method());
-        match request.check_declared_length(cap) {
-            Err(e) => request.body_error = Some(e),
-            Ok(()) if !request.may_have_body() => {}
-            Ok(()) => match read_capped(req, cap).await {
-                Ok(bytes) => request.body = bytes,
-                Err(e) => request.body_error = Some(e),
-            },
-        }
+        request
+            .read_body(cap(request.method()), |cap| read_capped(req, cap))
+            .await;
         let (status, headers, body, after) = handler(request).await.into_parts();
         let fields: Vec<(String, Vec<u8>)> = headers
             .into_iter()

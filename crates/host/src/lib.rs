@@ -23,15 +23,6 @@ pub mod sqlite;
 pub mod time;
 pub mod variables;
 
-/// Which SDK this build runs on, for logs and the health route.
-pub const SDK: &str = if cfg!(feature = "sdk6") {
-    "spin-sdk 6.0.0 (WASIp3)"
-} else if cfg!(feature = "sdk5") {
-    "spin-sdk 5.2 (WASIp2)"
-} else {
-    "none"
-};
-
 /// Runs `future` to completion from synchronous code (a tool's cooperative checks of
 /// its cancel flag and its progress reports, which reach SQLite and Redis mid-run), or
 /// answers `None` where that cannot be done.
@@ -52,12 +43,4 @@ pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
     {
         Some(futures::executor::block_on(future))
     }
-}
-
-#[doc(hidden)]
-pub mod __private {
-    #[cfg(feature = "sdk5")]
-    pub use sdk5;
-    #[cfg(feature = "sdk6")]
-    pub use sdk6;
 }
