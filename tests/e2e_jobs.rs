@@ -365,9 +365,11 @@ fn run_and_jobs_refuse_bad_input_with_json_errors() {
 fn two_workers_run_each_job_exactly_once() {
     let app = TestApp::start_with(Options {
         workers: 2,
+        worker_loops: Some(2),
         ..Options::default()
     });
-    assert_eq!(app.subscribers(), 2);
+    // Two processes of two subscription loops each.
+    assert_eq!(app.subscribers(), 4);
     let sub = Subscriber::new(&app.redis.url());
     let ids: Vec<String> = (0..12)
         .map(|_| app.submit("build_graph", example_params("build_graph")).0)

@@ -25,6 +25,7 @@ fn cloud_manifest_matches_the_local_one_without_the_worker() {
     );
     let mut local_components = local["component"].as_table().unwrap().clone();
     assert!(local_components.remove("job-worker").is_some());
+    local_components.retain(|name, _| !name.starts_with("job-worker-loop"));
     for (name, component) in cloud["component"].as_table().unwrap() {
         let mine = &local_components[name];
         // The same component on the compatibility line (spin-sdk 5.2), built into its own
@@ -61,6 +62,63 @@ fn cloud_manifest_matches_the_local_one_without_the_worker() {
         local_components.len(),
         cloud["component"].as_table().unwrap().len()
     );
+}
+
+/// Each extra subscription loop is the worker again (same source, files, hosts,
+/// database and variables, plus its `worker_loop`), on both channels, at an address of
+/// its own on the same Redis: Spin runs one loop per distinct address.
+#[test]
+fn every_worker_loop_is_the_worker_on_an_address_of_its_own() {
+    let local = manifest("spin.toml");
+    let components = local["component"].as_table().unwrap();
+    let worker = &components["job-worker"];
+    let triggers = local["trigger"]["redis"].as_array().unwrap();
+    let mut addresses = std::collections::BTreeSet::new();
+    for n in 1..=4 {
+        let name = match n {
+            1 => "job-worker".to_string(),
+            n => format!("job-worker-loop{n}"),
+        };
+        let component = &components[&name];
+        for key in [
+            "source",
+            "files",
+            "allowed_outbound_hosts",
+            "sqlite_databases",
+        ] {
+            assert_eq!(component.get(key), worker.get(key), "{name}: {key}");
+        }
+        let mut vars = component["variables"].as_table().unwrap().clone();
+        if n > 1 {
+            assert_eq!(
+                vars.remove("worker_loop")
+                    .and_then(|v| v.as_str().map(str::to_string)),
+                Some(n.to_string()),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            &Value::Table(vars),
+            &worker["variables"],
+            "{name}: variables"
+        );
+        let mine: Vec<&Value> = triggers
+            .iter()
+            .filter(|t| t["component"].as_str() == Some(&name))
+            .collect();
+        let channels: Vec<&str> = mine.iter().filter_map(|t| t["channel"].as_str()).collect();
+        assert_eq!(channels, ["job_updates", "job_wakeups"], "{name}");
+        let address = mine[0]["address"].as_str().unwrap();
+        assert!(
+            mine.iter().all(|t| t["address"].as_str() == Some(address)),
+            "{name}"
+        );
+        assert!(address.starts_with("{{ redis_url }}"), "{name}: {address}");
+        assert!(
+            addresses.insert(address.to_string()),
+            "{name} shares {address}"
+        );
+    }
 }
 
 #[test]

@@ -191,6 +191,8 @@ pub struct Options {
     pub cloud_manifest: bool,
     /// Extra arguments for the HTTP `spin up` (e.g. `--sqlite @file`).
     pub http_args: Vec<String>,
+    /// Subscription loops per worker process (`DATA20_WORKER_LOOPS`); `None`: the default.
+    pub worker_loops: Option<usize>,
 }
 
 impl Default for Options {
@@ -200,6 +202,7 @@ impl Default for Options {
             variables: Vec::new(),
             cloud_manifest: false,
             http_args: Vec::new(),
+            worker_loops: None,
         }
     }
 }
@@ -352,6 +355,9 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        if let Some(loops) = self.options.worker_loops {
+            cmd.env("DATA20_WORKER_LOOPS", loops.to_string());
+        }
         // Tests poll hard; a test about rate limiting sets its own limit.
         cmd.env("SPIN_VARIABLE_RATE_LIMIT_MAX", "1000000");
         for (k, v) in &self.options.variables {

@@ -11,7 +11,11 @@
 //! - `/floor/p3/gated-get`: the same read the way a rate-limited cached route must do
 //!   it, in one round trip on the kept connection: the product's gate script (sliding
 //!   window limiter, cache read, hit counter: `data20_redis::gate::SCRIPT`, by its
-//!   digest) with no other product logic.
+//!   digest) with no other product logic;
+//! - `/floor/p3/accept`: the least a durable job submission does: one row committed in
+//!   Spin's SQLite (WAL, `synchronous = FULL`, one statement, as the product's INSERT
+//!   behind a 202) and one `PUBLISH job_created` on the kept connection, on the channel
+//!   the variable `channel` names.
 
 // The Spin export macros generate the ABI glue with `unsafe`.
 #![allow(unsafe_code)]
@@ -34,6 +38,17 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/floor/p3/kv-get" => kv_get().await,
         "/floor/p3/redis-get" => kept_get().await,
         "/floor/p3/gated-get" => gated_get().await,
+        // `/api/run` in `bench/jobs-floor-p3.toml`.
+        "/floor/p3/accept" | "/api/run" => {
+            let body = req.into_body();
+            return match accept(body).await {
+                Ok(id) => reply(
+                    StatusCode::ACCEPTED,
+                    format!(r#"{{"job_id":{id}}}"#).into_bytes(),
+                ),
+                Err(e) => reply(StatusCode::SERVICE_UNAVAILABLE, e.into_bytes()),
+            };
+        }
         other => {
             return reply(
                 StatusCode::NOT_FOUND,
@@ -109,6 +124,70 @@ async fn gated_get() -> Result<Option<Vec<u8>>, String> {
             Err(format!("redis: {e}"))
         }
     }
+}
+
+/// Made on first use, as the product's migrations do (the same table as the wasip2
+/// accept floor's).
+const SCHEMA: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "CREATE TABLE IF NOT EXISTS floor_jobs (id INTEGER PRIMARY KEY, body TEXT NOT NULL, \
+     status TEXT NOT NULL DEFAULT 'queued')",
+    "CREATE INDEX IF NOT EXISTS floor_jobs_queued ON floor_jobs (id) WHERE status = 'queued'",
+];
+
+/// One durable INSERT (a connection per request, as the product's submissions: a kept
+/// one would be shared by the instance's concurrent requests) and one PUBLISH.
+async fn accept<B>(body: B) -> Result<i64, String>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    use spin_sdk::sqlite::{Connection as Sqlite, Value};
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    let db = Sqlite::open_default()
+        .await
+        .map_err(|e| format!("sqlite: {e}"))?;
+    let insert = "INSERT INTO floor_jobs (body) VALUES (?) RETURNING id";
+    let row = || [Value::Text(String::from_utf8_lossy(&body).into_owned())];
+    // WASIp3's SQLite reports a missing table when the rows are read.
+    let first = match db.execute(insert, row()).await {
+        Ok(r) => r.collect().await.ok(),
+        Err(_) => None,
+    };
+    let id = match first {
+        Some(rows) => rows,
+        None => {
+            for sql in SCHEMA {
+                db.execute(*sql, [])
+                    .await
+                    .map_err(|e| format!("sqlite: {e}"))?;
+            }
+            let r = db
+                .execute(insert, row())
+                .await
+                .map_err(|e| format!("sqlite: {e}"))?;
+            r.collect().await.map_err(|e| format!("sqlite: {e}"))?
+        }
+    };
+    let id = match id.first().and_then(|row| row.values.first()) {
+        Some(Value::Integer(id)) => *id,
+        _ => 0,
+    };
+    let channel = spin_sdk::variables::get("channel")
+        .await
+        .unwrap_or_else(|_| "job_updates".into());
+    let event = format!(r#"{{"event":"job_created","job_id":{id}}}"#);
+    let conn = kept().await?;
+    if let Err(e) = conn.publish(&channel, event.as_bytes()).await {
+        KEPT.with(|k| *k.borrow_mut() = None);
+        return Err(format!("redis: {e}"));
+    }
+    Ok(id)
 }
 
 /// The instance's kept connection, opened on first use.

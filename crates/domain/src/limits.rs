@@ -95,6 +95,14 @@ pub fn runner_prefix(worker_id: &str) -> String {
     format!("worker:{worker_id}:")
 }
 
+/// The runner names of one subscription loop of a worker process:
+/// `worker:{worker_id}:loop{n}:`, inside [`runner_prefix`]. A process's loops run at
+/// once, so a loop that finds a run under its process's name cannot tell it was left
+/// by a trapped instance unless it is its own loop's.
+pub fn loop_prefix(worker_id: &str, worker_loop: u32) -> String {
+    format!("{}loop{worker_loop}:", runner_prefix(worker_id))
+}
+
 /// The error of a job killed by the hard limit.
 pub fn hard_limit_error(tool: &str, timeout_ms: i64) -> String {
     format!(
@@ -158,5 +166,7 @@ mod tests {
     #[test]
     fn runner_names_start_with_the_worker_id() {
         assert_eq!(runner_prefix("1-ab"), "worker:1-ab:");
+        assert_eq!(loop_prefix("1-ab", 2), "worker:1-ab:loop2:");
+        assert!(loop_prefix("1-ab", 2).starts_with(&runner_prefix("1-ab")));
     }
 }

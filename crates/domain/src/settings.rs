@@ -27,9 +27,10 @@ pub struct Settings {
     inline_runs: OnceCell<bool>,
     worker_id: OnceCell<Option<String>>,
     worker_memory_limit: OnceCell<Option<u64>>,
+    worker_loop: OnceCell<u32>,
 }
 
-pub const VARIABLES: [&str; 12] = [
+pub const VARIABLES: [&str; 13] = [
     "redis_url",
     "tool_cache_ttl",
     "job_status_ttl",
@@ -42,6 +43,7 @@ pub const VARIABLES: [&str; 12] = [
     "inline_runs",
     "worker_id",
     "worker_memory_limit",
+    "worker_loop",
 ];
 
 /// The SPEC's defaults.
@@ -87,6 +89,7 @@ impl Settings {
             inline_runs: OnceCell::new(),
             worker_id: OnceCell::new(),
             worker_memory_limit: OnceCell::new(),
+            worker_loop: OnceCell::new(),
         }
     }
 
@@ -235,6 +238,34 @@ pub fn parse_retention_days(raw: &str) -> Result<f64, String> {
         _ => Err(format!(
             "variable job_retention_days={raw:?} is not a number of days from 0 to 36500; using {}",
             defaults::JOB_RETENTION_DAYS
+        )),
+    }
+}
+
+impl Settings {
+    /// Which of its process's subscription loops this worker component is
+    /// (`worker_loop`, a component variable; 1 when unset): each loop is its own
+    /// component on its own trigger address, and names its runs apart from the
+    /// others' (see `data20_domain::limits::loop_prefix`).
+    pub fn worker_loop(&self) -> u32 {
+        *self.worker_loop.get_or_init(|| {
+            self.raw("worker_loop")
+                .map(|raw| {
+                    parse_worker_loop(&raw)
+                        .map_err(|w| crate::log::warn(&w))
+                        .unwrap_or(1)
+                })
+                .unwrap_or(1)
+        })
+    }
+}
+
+/// A loop number: 1 to 64; `Err` is the warning to log.
+pub fn parse_worker_loop(raw: &str) -> Result<u32, String> {
+    match raw.trim().parse::<u32>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err(format!(
+            "variable worker_loop={raw:?} is not a whole number from 1 to 64; using 1"
         )),
     }
 }

@@ -23,7 +23,8 @@ use data20_domain::job::{JobEventKind, Progress};
 use data20_domain::limits;
 use data20_domain::time::{now_ms, rfc3339_ms};
 use data20_domain::{ApiError, JobEvent, JobId, JobStatus, Registry, Settings, ToolSpec};
-use data20_redis::{keys, Redis};
+use data20_redis::{keys, Redis, StatusAndMessage};
+use data20_sqlite::batch::{Ending, Finish, Start};
 use data20_sqlite::jobs::{
     CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, Lease, NewEvent, NewJob,
     NewOutput, RetryOutcome,
@@ -93,6 +94,20 @@ impl Dispatch {
         }
     }
 }
+
+/// Queued jobs a worker claims at once ([`Jobs::drain`]). A claim, each job's start
+/// and each batch's endings are one statement or transaction apiece, so a bigger batch
+/// spreads the claim thinner; but a claimed job waits for the ones ahead of it, and a
+/// second worker finds nothing to take while one holds the queue. At 16, a burst
+/// posted by 8 clients is shared by several loops and each claim still covers many
+/// jobs; the endings go out at least every [`FLUSH_EVERY`], so a short job's
+/// completion waits for at most that, not for its whole batch.
+pub const BATCH_SIZE: u32 = 16;
+/// How long a claimed job may wait for its turn in a batch before another runner may
+/// take it over (its runner died, or the jobs ahead of it run long).
+pub const WAITING_LEASE_MS: i64 = 30_000;
+/// A batch records the endings it has and announces them at least this often.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
 /// Finished jobs past their retention deleted per purge (one small transaction), and
 /// how many jobs a drain runs between two purges.
@@ -331,17 +346,18 @@ impl Jobs<'_> {
         }
     }
 
-    /// A new runner name: `worker:{worker_id}:{uuid}` in a worker process that has an
-    /// id (so its supervisor can tell which process runs what), else `{source}:{uuid}`.
+    /// A new runner name: `worker:{worker_id}:loop{n}:{uuid}` in a worker process that
+    /// has an id (so its supervisor can tell which process runs what, and each loop
+    /// its own runs), else `{source}:{uuid}`.
     fn runner_name(&self) -> String {
         let run = uuid::Uuid::new_v4();
-        match self.worker_prefix() {
+        match self.loop_prefix() {
             Some(prefix) => format!("{prefix}{run}"),
             None => format!("{}:{run}", self.source),
         }
     }
 
-    /// `worker:{id}:` for a worker process with an id.
+    /// `worker:{id}:` for a worker process with an id: all its loops.
     fn worker_prefix(&self) -> Option<String> {
         (self.source == "worker")
             .then(|| self.settings.worker_id())
@@ -349,16 +365,36 @@ impl Jobs<'_> {
             .map(limits::runner_prefix)
     }
 
-    /// Fails this worker process's own running jobs, when no instance of it is live. A
-    /// worker process handles its messages one at a time, so while it handles one (the
-    /// supervisor's addressed wake-up), a job still running under its name was left by
+    /// `worker:{id}:loop{n}:`: this loop of the worker process.
+    fn loop_prefix(&self) -> Option<String> {
+        (self.source == "worker")
+            .then(|| self.settings.worker_id())
+            .flatten()
+            .map(|id| limits::loop_prefix(id, self.settings.worker_loop()))
+    }
+
+    /// Fails this loop's own running jobs, when no instance of it is live. A
+    /// subscription loop handles its messages one at a time, so while it handles one
+    /// (the supervisor's addressed wake-up), a job still running under its name was left by
     /// an instance that trapped (out of memory at the instance cap, or out of stack):
     /// it fails with `resource_exhausted` at once, instead of waiting for its lease,
-    /// and is not run again. Answers how many it failed.
+    /// and is not run again; the rest of its batch runs again. Answers how many it
+    /// failed.
     pub async fn fail_orphans(&self) -> usize {
-        let Some(prefix) = self.worker_prefix() else {
+        // Only this loop's runs: the process's other loops may be running theirs.
+        let Some(prefix) = self.loop_prefix() else {
             return 0;
         };
+        // Of a batch, only the job that was running when the instance ended is to
+        // blame: the ones still waiting, or run but not yet recorded, go back to the
+        // queue (this wake-up's drain takes them again).
+        match self.db.requeue_waiting(&prefix, MAX_ATTEMPTS).await {
+            Ok(back) if !back.is_empty() => {
+                log_info(&format!("{} jobs of a batch back in the queue", back.len()))
+            }
+            Ok(_) => {}
+            Err(e) => log_warn(&format!("cannot requeue a batch's waiting jobs: {e}")),
+        }
         let orphans = match self.db.running_jobs_of(&prefix).await {
             Ok(o) => o.into_iter().map(|j| j.id).collect::<Vec<_>>(),
             Err(e) => {
@@ -453,11 +489,13 @@ impl Jobs<'_> {
         }
     }
 
-    /// Runs queued (and lost) jobs one after another until none is left, `max_jobs`
-    /// have run or `budget` has passed: one worker wake-up does the work of many
-    /// `job_created` messages, and the wake-ups after it find nothing and leave.
-    /// Answers how many jobs it picked (a job another worker claimed first counts).
-    /// The registry is loaded (`load_registry`) only once there is a job to run.
+    /// Runs queued (and lost) jobs until none is left, `max_jobs` have run or `budget`
+    /// has passed: one worker wake-up does the work of many `job_created` messages,
+    /// and the wake-ups after it find nothing and leave. Queued jobs are claimed
+    /// [`BATCH_SIZE`] at a time ([`Jobs::run_batch`]); a running job whose runner lost
+    /// its lease is taken over alone, once the queue is empty. Answers how many jobs
+    /// it picked (a job another runner took over first counts). The registry is loaded
+    /// (`load_registry`) only once there is a job to run.
     pub async fn drain(
         &self,
         load_registry: impl AsyncFn() -> Result<std::rc::Rc<Registry>, ApiError>,
@@ -466,29 +504,187 @@ impl Jobs<'_> {
     ) -> Result<usize, ApiError> {
         let started = std::time::Instant::now();
         let mut registry = None;
-        let mut ran = 0;
+        let (mut ran, mut since_purge) = (0, 0);
         while ran < max_jobs && started.elapsed() < budget {
-            let Some((id, tool)) = self.db.next_runnable(now_ms()).await.map_err(db_error)? else {
-                break;
+            let runner = self.runner_name();
+            let batch = self.claim_batch(&runner).await?;
+            let picked = if batch.is_empty() {
+                let Some((id, tool)) = self.db.next_runnable(now_ms()).await.map_err(db_error)?
+                else {
+                    break;
+                };
+                let reg = match &registry {
+                    Some(reg) => reg,
+                    None => registry.insert(load_registry().await?),
+                };
+                if let Err(e) = self.run(reg, &id, &tool).await {
+                    log_warn(&format!("job {id} could not be run: {e}"));
+                    // The same job would come back at once: stop here, the next wake-up
+                    // (or the lease) tries again.
+                    break;
+                }
+                1
+            } else {
+                let reg = match &registry {
+                    Some(reg) => reg,
+                    None => registry.insert(load_registry().await?),
+                };
+                self.run_batch(reg, &runner, batch).await?
             };
-            let reg = match &registry {
-                Some(reg) => reg,
-                None => registry.insert(load_registry().await?),
-            };
-            if let Err(e) = self.run(reg, &id, &tool).await {
-                log_warn(&format!("job {id} could not be run: {e}"));
-                // The same job would come back at once: stop here, the next wake-up
-                // (or the lease) tries again.
-                break;
-            }
-            ran += 1;
+            ran += picked;
+            since_purge += picked;
             // A drain can last its whole budget when jobs come as fast as they run:
             // retention keeps pace inside it instead of waiting for its end.
-            if ran % PURGE_EVERY_JOBS == 0 {
+            if since_purge >= PURGE_EVERY_JOBS {
+                since_purge = 0;
                 self.purge_expired(PURGE_BATCH).await;
             }
         }
         Ok(ran)
+    }
+
+    /// Claims up to [`BATCH_SIZE`] queued jobs for `runner`.
+    async fn claim_batch(&self, runner: &str) -> Result<Vec<Claimed>, ApiError> {
+        self.db
+            .claim_batch(
+                runner,
+                now_ms() + WAITING_LEASE_MS,
+                BATCH_SIZE,
+                MAX_ATTEMPTS,
+            )
+            .await
+            .map_err(db_error)
+    }
+
+    /// Runs a claimed batch in order. Each job is marked as it starts, with its own
+    /// `job_started` recorded and announced then (so the hard limit and a trapped
+    /// instance concern it alone, and a job whose turn never came was never started,
+    /// see `data20_sqlite::batch`); the endings are recorded and announced together,
+    /// at least every [`FLUSH_EVERY`]. Answers how many jobs it took.
+    async fn run_batch(
+        &self,
+        registry: &Registry,
+        runner: &str,
+        batch: Vec<Claimed>,
+    ) -> Result<usize, ApiError> {
+        let taken = batch.len();
+        let mut ended: Vec<(JobId, Ended)> = Vec::new();
+        let mut previous: Option<JobId> = None;
+        let mut flushed = std::time::Instant::now();
+        for Claimed { record, params } in batch {
+            let id = record.id;
+            let spec = registry.get(&record.tool);
+            let timeout_s = spec.map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
+            let now = now_ms();
+            let deadline_ms = now + timeout_s as i64 * 1000;
+            let start = self
+                .db
+                .start_in_batch(
+                    &id,
+                    previous.as_ref(),
+                    runner,
+                    now,
+                    deadline_ms,
+                    deadline_ms + LEASE_GRACE_MS,
+                    now + WAITING_LEASE_MS,
+                )
+                .await
+                .map_err(db_error)?;
+            previous = Some(id);
+            match start {
+                Start::Lost => previous = None,
+                Start::CancelRequested => ended.push((id, Ended::Cancelled)),
+                Start::Run(started) => {
+                    self.announce_start(&started).await?;
+                    let supervisor = JobSupervisor {
+                        jobs: self,
+                        id,
+                        runner,
+                    };
+                    let began = std::time::Instant::now();
+                    let outcome = match spec {
+                        None => Err(Stopped::Failed(format!(
+                            "tool {:?} is no longer in the registry",
+                            record.tool
+                        ))),
+                        Some(spec) => run_tool(spec, &params, &supervisor),
+                    };
+                    let duration_ms = began.elapsed().as_millis() as i64;
+                    ended.push((
+                        id,
+                        match outcome {
+                            Ok(outputs) => Ended::Completed {
+                                duration_ms,
+                                outputs,
+                            },
+                            Err(Stopped::Failed(error)) => Ended::Failed(error),
+                            Err(Stopped::Cancelled) => Ended::Cancelled,
+                        },
+                    ));
+                }
+            }
+            if flushed.elapsed() >= FLUSH_EVERY {
+                self.record_endings(runner, &mut ended).await?;
+                flushed = std::time::Instant::now();
+                // Recorded endings are final: nothing left to end by the next start.
+                previous = None;
+            }
+        }
+        self.record_endings(runner, &mut ended).await?;
+        Ok(taken)
+    }
+
+    /// Records a batch job's `job_started` and announces it.
+    async fn announce_start(&self, started: &JobRecord) -> Result<(), ApiError> {
+        let kind = JobEventKind::JobStarted;
+        let payload = self.event_json(started, kind);
+        let at_ms = started.started_ms.unwrap_or_else(now_ms);
+        self.db
+            .insert_event(&started.id, kind.as_str(), at_ms, &payload)
+            .await
+            .map_err(db_error)?;
+        self.publish(started, kind, &payload).await;
+        Ok(())
+    }
+
+    /// Records the endings a batch has so far in one transaction and announces them
+    /// in one round trip, then forgets them.
+    async fn record_endings(
+        &self,
+        runner: &str,
+        ended: &mut Vec<(JobId, Ended)>,
+    ) -> Result<(), ApiError> {
+        if ended.is_empty() {
+            return Ok(());
+        }
+        let finishes: Vec<Finish<'_>> = ended
+            .iter()
+            .map(|(id, e)| Finish {
+                id: *id,
+                ending: e.as_ending(),
+            })
+            .collect();
+        let recorded = self
+            .db
+            .finish_batch(runner, now_ms(), &finishes, &|record| {
+                let kind = match record.status {
+                    JobStatus::Completed => JobEventKind::JobCompleted,
+                    JobStatus::Cancelled => JobEventKind::JobCancelled,
+                    _ => JobEventKind::JobFailed,
+                };
+                (kind, self.event_json(record, kind))
+            })
+            .await
+            .map_err(db_error)?;
+        drop(finishes);
+        ended.clear();
+        self.publish_all(
+            recorded
+                .iter()
+                .map(|(record, kind, payload)| (record, *kind, payload.as_str())),
+        )
+        .await;
+        Ok(())
     }
 
     /// A job no claim can take any more (its runs were all lost) fails with `timeout`.
@@ -713,6 +909,41 @@ impl Jobs<'_> {
         }
     }
 
+    /// [`Jobs::publish`] for several transitions in one round trip, in order.
+    async fn publish_all<'r>(
+        &self,
+        transitions: impl Iterator<Item = (&'r JobRecord, JobEventKind, &'r str)>,
+    ) {
+        let transitions: Vec<_> = transitions.collect();
+        if transitions.is_empty() {
+            return;
+        }
+        let prepared: Vec<(String, Vec<u8>, u64, &str)> = transitions
+            .iter()
+            .map(|(record, kind, payload)| {
+                log_transition(record, *kind, self.source);
+                let (status, ttl) = self.status_entry(record);
+                (keys::job_status(&record.id), status, ttl, *payload)
+            })
+            .collect();
+        let entries: Vec<StatusAndMessage<'_>> = prepared
+            .iter()
+            .map(|(key, status, ttl_s, payload)| StatusAndMessage {
+                key,
+                value: status,
+                ttl_s: *ttl_s,
+                message: payload.as_bytes(),
+            })
+            .collect();
+        if let Err(e) = self
+            .redis
+            .set_ex_and_publish_all(keys::JOB_UPDATES, &entries)
+            .await
+        {
+            log_warn(&format!("cannot publish {} job events: {e}", entries.len()));
+        }
+    }
+
     /// The cached status document of `record` and its TTL (see [`Jobs::cache_status`]).
     fn status_entry(&self, record: &JobRecord) -> (Vec<u8>, u64) {
         let bytes = serde_json::to_vec(&record.view()).unwrap_or_default();
@@ -813,6 +1044,41 @@ pub fn status_ttl_s(record: &JobRecord, now_ms: i64, configured_s: u64) -> u64 {
 enum Stopped {
     Failed(String),
     Cancelled,
+}
+
+/// How a job of a batch ended, kept until the batch records its endings.
+enum Ended {
+    Completed {
+        duration_ms: i64,
+        outputs: Vec<(data20_tools::Output, String)>,
+    },
+    Failed(String),
+    Cancelled,
+}
+
+impl Ended {
+    fn as_ending(&self) -> Ending<'_> {
+        match self {
+            Ended::Completed {
+                duration_ms,
+                outputs,
+            } => Ending::Completed {
+                duration_ms: *duration_ms,
+                outputs: outputs
+                    .iter()
+                    .map(|(o, ct)| NewOutput {
+                        name: &o.name,
+                        content_type: ct,
+                        content: &o.bytes,
+                    })
+                    .collect(),
+            },
+            Ended::Failed(error) => Ending::Failed {
+                error: error.clone(),
+            },
+            Ended::Cancelled => Ending::Cancelled,
+        }
+    }
 }
 
 /// The runner's side of a running tool: the cancel flag in SQLite, and progress

@@ -219,6 +219,31 @@ impl Redis {
         int_reply(&reply)
     }
 
+    /// [`Redis::set_ex_and_publish`] for several entries in one round trip, in their
+    /// order (each key set before its message goes out): answers how many deliveries
+    /// the messages made in all.
+    pub async fn set_ex_and_publish_all(
+        &self,
+        channel: &str,
+        entries: &[StatusAndMessage<'_>],
+    ) -> Result<i64, RedisError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
+        let mut args = Vec::with_capacity(entries.len() * 3 + 1);
+        for e in entries {
+            args.extend([
+                Arg::Bytes(e.value),
+                Arg::Int(e.ttl_s as i64),
+                Arg::Bytes(e.message),
+            ]);
+        }
+        args.push(Arg::Str(channel));
+        let reply = self.eval(&SET_EX_AND_PUBLISH_ALL, &keys, &args).await?;
+        int_reply(&reply)
+    }
+
     /// `PUBLISH`: answers how many subscribers received the message.
     pub async fn publish(&self, channel: &str, payload: &[u8]) -> Result<i64, RedisError> {
         let reply = self
@@ -293,10 +318,32 @@ const SET_EX_AND_PUBLISH: Script = Script {
     sha1: "c7db8caa1138e02a1c3e542033983da374251a07",
 };
 
+/// [`SET_EX_AND_PUBLISH`] for many keys, in key order: per key its value, TTL and
+/// message, then the channel last.
+const SET_EX_AND_PUBLISH_ALL: Script = Script {
+    body: "local heard = 0\n\
+           for i = 1, #KEYS do\n\
+             local ttl = tonumber(ARGV[3 * i - 1])\n\
+             if ttl > 0 then redis.call('SET', KEYS[i], ARGV[3 * i - 2], 'EX', ttl) end\n\
+             heard = heard + redis.call('PUBLISH', ARGV[#ARGV], ARGV[3 * i])\n\
+           end\n\
+           return heard",
+    sha1: "44795fb0e62c0d5203ccafa8c754a070545a0222",
+};
+
 /// Whether the server answered that it does not know a script's digest (`NOSCRIPT`,
 /// redis-rs's `NoScriptError`).
 pub fn is_noscript(err: &RedisError) -> bool {
     matches!(err, RedisError::Command(msg) if msg.contains("NOSCRIPT") || msg.contains("NoScriptError"))
+}
+
+/// One key to set (with its TTL; 0: do not cache) and the message that announces it,
+/// for [`Redis::set_ex_and_publish_all`].
+pub struct StatusAndMessage<'a> {
+    pub key: &'a str,
+    pub value: &'a [u8],
+    pub ttl_s: u64,
+    pub message: &'a [u8],
 }
 
 /// A Lua script and the SHA1 of its body (checked by a unit test), for [`Redis::eval`].
@@ -350,7 +397,7 @@ mod tests {
 
     #[test]
     fn script_digests_match_their_bodies() {
-        for script in [SET_EX_AND_PUBLISH, gate::SCRIPT] {
+        for script in [SET_EX_AND_PUBLISH, SET_EX_AND_PUBLISH_ALL, gate::SCRIPT] {
             assert_eq!(
                 sha1_smol::Sha1::from(script.body).digest().to_string(),
                 script.sha1,

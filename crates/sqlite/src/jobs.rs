@@ -199,9 +199,29 @@ const RECORD_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished
      (SELECT json_group_array(json_object('name', o.name, 'content_type', o.content_type, 'size', o.size)) \
         FROM (SELECT name, content_type, size FROM job_outputs WHERE job_id = jobs.id ORDER BY name) o) AS outputs";
 
+/// The names of [`RECORD_COLUMNS`], in order, for [`Db::execute_packed`].
+const RECORD_NAMES: &[&str] = &[
+    "id",
+    "tool",
+    "status",
+    "created_ms",
+    "started_ms",
+    "finished_ms",
+    "duration_ms",
+    "error",
+    "attempts",
+    "lease_ms",
+    "dispatch",
+    "cancel_requested",
+    "progress",
+    "retry_of",
+    "retried_by",
+    "outputs",
+];
+
 pub use crate::text;
 
-fn id_value(id: &JobId) -> Value {
+pub(crate) fn id_value(id: &JobId) -> Value {
     Value::Text(id.to_string())
 }
 
@@ -211,11 +231,11 @@ fn opt_i64(row: &Row<'_>, col: &str) -> Option<i64> {
 
 /// The `jobs` columns [`record`] reads, for `RETURNING` (no outputs: an update
 /// returning these knows them already).
-const ROW_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, \
+pub(crate) const ROW_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, \
      duration_ms, error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, \
      retried_by";
 
-fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
+pub(crate) fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
     let corrupt = |what: &str| DbError::Corrupt(format!("jobs row has a bad {what}"));
     let id = JobId::parse(row.get::<&str>("id").ok_or_else(|| corrupt("id"))?)
         .map_err(|_| corrupt("id"))?;
@@ -256,11 +276,16 @@ fn records(result: &QueryResult) -> Result<Vec<JobRecord>, DbError> {
 }
 
 impl Db {
-    /// Inserts a queued job and its `job_created` event in one transaction: one commit
+    /// Inserts a queued job and its `job_created` event: one statement and one commit
     /// (one fsync at `synchronous = FULL`) before the 202. With an idempotency key, the
-    /// key is looked up and stored in the same transaction (`BEGIN IMMEDIATE`
+    /// key is looked up and stored with them in one transaction (`BEGIN IMMEDIATE`
     /// serialises writers), so two concurrent requests with one key make one job.
     pub async fn insert_job(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
+        if new.idempotency.is_none() {
+            return self
+                .with_schema(async |db: &Db| db.insert_submission(new).await)
+                .await;
+        }
         self.with_schema(async |db: &Db| {
             db.transaction(async |db: &Db| {
                 if let Some(key) = &new.idempotency {
@@ -292,27 +317,37 @@ impl Db {
                         ],
                     ).await?;
                 }
-                db.execute(
-                    "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch) \
-                     VALUES (?, ?, ?, 'queued', ?, ?)",
-                    &[
-                        id_value(new.id),
-                        text(new.tool),
-                        text(new.params_json),
-                        Value::Integer(new.created_ms),
-                        text(new.dispatch),
-                    ],
-                ).await?;
-                db.insert_event(new.id, new.event, new.created_ms, new.event_payload).await?;
-                // The new row is fully known: no need to read it back.
-                Ok(InsertOutcome::Inserted(Box::new(JobRecord::queued(
-                    *new.id,
-                    new.tool,
-                    new.created_ms,
-                    new.dispatch,
-                ))))
+                db.insert_submission(new).await
             }).await
         }).await
+    }
+
+    /// Inserts a queued job and its `job_created` event in one statement: an INSERT
+    /// into the `job_submissions` view, whose trigger writes both rows (migration 5).
+    /// On its own it is one autocommit, so a job without an idempotency key is one
+    /// host call and one commit (one fsync at `synchronous = FULL`).
+    async fn insert_submission(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
+        self.execute(
+            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                id_value(new.id),
+                text(new.tool),
+                text(new.params_json),
+                Value::Integer(new.created_ms),
+                text(new.dispatch),
+                text(new.event),
+                text(new.event_payload),
+            ],
+        )
+        .await?;
+        // The new row is fully known: no need to read it back.
+        Ok(InsertOutcome::Inserted(Box::new(JobRecord::queued(
+            *new.id,
+            new.tool,
+            new.created_ms,
+            new.dispatch,
+        ))))
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
@@ -364,7 +399,8 @@ impl Db {
         sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
         params.push(Value::Integer(i64::from(f.limit) + 1));
         self.with_schema(async |db: &Db| {
-            let mut rows = records(&db.execute(&sql, &params).await?)?;
+            // A page is many rows: packed into one (see `Db::execute_packed`).
+            let mut rows = records(&db.execute_packed(RECORD_NAMES, &sql, &params).await?)?;
             let more = rows.len() > f.limit as usize;
             rows.truncate(f.limit as usize);
             Ok((rows, more))
@@ -989,5 +1025,35 @@ impl Db {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The packed list reads its columns by these names: they must be the names the
+    /// columns of `RECORD_COLUMNS` carry, in the same order.
+    #[test]
+    fn record_names_follow_record_columns() {
+        let mut names = Vec::new();
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in RECORD_COLUMNS.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    names.push(&RECORD_COLUMNS[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        names.push(&RECORD_COLUMNS[start..]);
+        let names: Vec<&str> = names
+            .iter()
+            .map(|column| column.split_whitespace().last().unwrap_or_default())
+            .collect();
+        assert_eq!(names, RECORD_NAMES);
     }
 }

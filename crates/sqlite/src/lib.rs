@@ -1,5 +1,6 @@
 //! data20's SQLite adapter: the source of truth for jobs.
 
+pub mod batch;
 pub mod jobs;
 pub mod migrations;
 pub mod stats;
@@ -81,6 +82,32 @@ impl Db {
 
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, DbError> {
         Ok(self.conn.execute(sql, params).await?)
+    }
+
+    /// Runs `select`, whose result columns are `columns`, and answers its rows with the
+    /// database having packed them into one JSON value. WASIp3's SQLite streams a
+    /// result to the guest a few rows at a time, and on a page of jobs those hand-offs
+    /// cost more Spin CPU than one row of JSON does to parse (docs/BENCHMARKS.md). The
+    /// order is `select`'s: SQLite does not flatten a subquery with a `LIMIT` into an
+    /// aggregate, so `json_group_array` takes its rows as they come. For columns of
+    /// text, integers, reals and NULL (JSON has no blobs).
+    pub async fn execute_packed(
+        &self,
+        columns: &[&str],
+        select: &str,
+        params: &[Value],
+    ) -> Result<QueryResult, DbError> {
+        let sql = format!(
+            "SELECT json_group_array(json_array({})) AS page FROM ({select})",
+            columns.join(", ")
+        );
+        let page = self.execute(&sql, params).await?;
+        let json = page
+            .rows()
+            .next()
+            .and_then(|row| row.get::<&str>("page"))
+            .unwrap_or("[]");
+        unpack(columns, json)
     }
 
     /// Runs `f`; if it fails because the schema is missing or old, applies the
@@ -245,6 +272,43 @@ impl Db {
     }
 }
 
+/// The rows [`Db::execute_packed`] packed: a JSON array of one array per row. A JSON
+/// array or object in a cell (a column that is itself JSON, which SQLite may embed
+/// as JSON rather than as its text) comes back as its text.
+fn unpack(columns: &[&str], json: &str) -> Result<QueryResult, DbError> {
+    let rows: Vec<Vec<serde_json::Value>> = serde_json::from_str(json)
+        .map_err(|e| DbError::Corrupt(format!("a packed result is not JSON rows: {e}")))?;
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            if row.len() != columns.len() {
+                return Err(DbError::Corrupt(format!(
+                    "a packed row has {} values for {} columns",
+                    row.len(),
+                    columns.len()
+                )));
+            }
+            Ok(row
+                .into_iter()
+                .map(|cell| match cell {
+                    serde_json::Value::Null => Value::Null,
+                    serde_json::Value::Bool(b) => Value::Integer(i64::from(b)),
+                    serde_json::Value::Number(n) => match n.as_i64() {
+                        Some(i) => Value::Integer(i),
+                        None => Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+                    },
+                    serde_json::Value::String(s) => Value::Text(s),
+                    nested => Value::Text(nested.to_string()),
+                })
+                .collect())
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(QueryResult {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        rows,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,5 +323,34 @@ mod tests {
             assert!(matches!(classify(msg), DbError::Schema(_)), "{msg}");
         }
         assert!(matches!(classify("database is locked"), DbError::Sqlite(_)));
+    }
+
+    #[test]
+    fn packed_rows_unpack_by_column_and_type() {
+        let r = unpack(
+            &["id", "n", "x", "none", "outputs"],
+            r#"[["a",3,1.5,null,[{"name":"o"}]],["b",-1,2.0,null,"[]"]]"#,
+        )
+        .expect("valid rows");
+        let rows: Vec<_> = r.rows().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].get::<&str>("id"), Some("a"));
+        assert_eq!(rows[0].get::<i64>("n"), Some(3));
+        assert_eq!(rows[0].get::<f64>("x"), Some(1.5));
+        assert_eq!(rows[0].value("none"), Some(&Value::Null));
+        assert_eq!(rows[0].get::<&str>("outputs"), Some(r#"[{"name":"o"}]"#));
+        assert_eq!(rows[1].get::<i64>("n"), Some(-1));
+        assert_eq!(rows[1].get::<&str>("outputs"), Some("[]"));
+        assert_eq!(unpack(&["id"], "[]").expect("no rows").rows.len(), 0);
+    }
+
+    #[test]
+    fn malformed_packed_rows_are_corrupt() {
+        for bad in ["{", r#"{"a":1}"#, r#"[["a","b"]]"#] {
+            assert!(
+                matches!(unpack(&["id"], bad), Err(DbError::Corrupt(_))),
+                "{bad}"
+            );
+        }
     }
 }

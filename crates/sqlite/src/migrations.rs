@@ -26,6 +26,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         sql: include_str!("../../../migrations/0004_hard_limits.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../../migrations/0005_one_statement_submit.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).
@@ -63,7 +67,22 @@ pub fn statements(sql: &str) -> Vec<String> {
         }
         current.push_str(code.trim_end());
         current.push('\n');
-        if code.trim_end().ends_with(';') {
+        // A trigger's body holds statements of its own: it ends at its `END;`.
+        let in_trigger = current
+            .split_whitespace()
+            .take(3)
+            .any(|w| w.eq_ignore_ascii_case("TRIGGER"));
+        let ends = if in_trigger {
+            code.trim_end()
+                .trim_end_matches(';')
+                .trim_end()
+                .to_ascii_uppercase()
+                .ends_with("END")
+                && code.trim_end().ends_with(';')
+        } else {
+            code.trim_end().ends_with(';')
+        };
+        if ends {
             out.push(current.trim().trim_end_matches(';').to_string());
             current.clear();
         }
@@ -86,6 +105,17 @@ mod tests {
         assert!(stmts[0].starts_with("CREATE TABLE t"));
         assert!(!stmts[0].contains("trailing"));
         assert_eq!(stmts[1], "INSERT INTO t VALUES (1, 'x')");
+    }
+
+    #[test]
+    fn a_trigger_is_one_statement() {
+        let sql = "CREATE TRIGGER t INSTEAD OF INSERT ON v\nBEGIN\n  INSERT INTO a VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;\nINSERT INTO c VALUES (3);\n";
+        let stmts = statements(sql);
+        assert_eq!(stmts.len(), 2, "{stmts:?}");
+        assert!(stmts[0].starts_with("CREATE TRIGGER t"));
+        assert!(stmts[0].ends_with("END"), "{}", stmts[0]);
+        assert!(stmts[0].contains("INSERT INTO b VALUES (2);"));
+        assert_eq!(stmts[1], "INSERT INTO c VALUES (3)");
     }
 
     const KNOWN: &[Migration] = &[

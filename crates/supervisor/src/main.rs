@@ -13,6 +13,7 @@
 //!   lost jobs.
 //!
 //! Settings (environment, as `scripts/up` passes them): `DATA20_WORKERS` (default 1),
+//! `DATA20_WORKER_LOOPS` (subscription loops per worker process, 1 to 4, default 2),
 //! `DATA20_STATE_DIR` (default `.spin`; the SQLite file is `sqlite_db.db` in it),
 //! `DATA20_MANIFEST` (default `spin.toml`), `DATA20_RUNTIME_CONFIG` (optional),
 //! `SPIN_VARIABLE_REDIS_URL`, `SPIN_MAX_INSTANCE_MEMORY` (passed on to the workers so
@@ -42,6 +43,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 struct Config {
     workers: usize,
+    loops: usize,
     state_dir: PathBuf,
     manifest: String,
     runtime_config: Option<String>,
@@ -59,8 +61,13 @@ impl Config {
                 .with_context(|| format!("DATA20_WORKERS={n:?} is not a whole number"))?,
             None => 1,
         };
+        let loops = match var("DATA20_WORKER_LOOPS") {
+            Some(n) => worker_loops(&n)?,
+            None => DEFAULT_LOOPS,
+        };
         Ok(Config {
             workers,
+            loops,
             state_dir: PathBuf::from(var("DATA20_STATE_DIR").unwrap_or_else(|| ".spin".into())),
             manifest: var("DATA20_MANIFEST").unwrap_or_else(|| "spin.toml".into()),
             runtime_config: var("DATA20_RUNTIME_CONFIG"),
@@ -69,6 +76,35 @@ impl Config {
             memory_limit: var("SPIN_MAX_INSTANCE_MEMORY"),
         })
     }
+}
+
+/// Subscription loops per worker process, when `DATA20_WORKER_LOOPS` is unset.
+const DEFAULT_LOOPS: usize = 2;
+/// The loops the manifest declares: `job-worker`, then `job-worker-loop2` and on.
+const MAX_LOOPS: usize = 4;
+
+/// `DATA20_WORKER_LOOPS`: 1 to [`MAX_LOOPS`].
+fn worker_loops(raw: &str) -> Result<usize> {
+    match raw.trim().parse::<usize>() {
+        Ok(n @ 1..=MAX_LOOPS) => Ok(n),
+        _ => anyhow::bail!(
+            "DATA20_WORKER_LOOPS={raw:?} is not a whole number from 1 to {MAX_LOOPS} \
+             (the manifest declares {MAX_LOOPS} worker loops)"
+        ),
+    }
+}
+
+/// The `spin up -c` arguments that run `loops` worker loops in one process.
+fn loop_components(loops: usize) -> Vec<String> {
+    (1..=loops)
+        .flat_map(|n| {
+            let component = match n {
+                1 => "job-worker".to_string(),
+                n => format!("job-worker-loop{n}"),
+            };
+            ["-c".to_string(), component]
+        })
+        .collect()
 }
 
 fn log(msg: &str) {
@@ -97,7 +133,8 @@ impl Worker {
         if let Some(rc) = &config.runtime_config {
             cmd.arg("--runtime-config-file").arg(rc);
         }
-        cmd.args(["-c", "job-worker", "--variable"])
+        cmd.args(loop_components(config.loops))
+            .arg("--variable")
             .arg(format!("worker_id={id}"));
         if let Some(limit) = &config.memory_limit {
             cmd.arg("--variable")
@@ -119,8 +156,9 @@ impl Worker {
         std::fs::write(&pid_file, format!("{}\n", child.id()))
             .with_context(|| format!("cannot write {}", pid_file.display()))?;
         log(&format!(
-            "started job worker {slot} as {id} (pid {})",
-            child.id()
+            "started job worker {slot} as {id} (pid {}, {} loops)",
+            child.id(),
+            config.loops
         ));
         Ok(Worker { id, child })
     }
@@ -494,6 +532,7 @@ mod tests {
             include_str!("../../../migrations/0002_duration_index.sql"),
             include_str!("../../../migrations/0003_job_control.sql"),
             include_str!("../../../migrations/0004_hard_limits.sql"),
+            include_str!("../../../migrations/0005_one_statement_submit.sql"),
         ] {
             conn.execute_batch(sql).unwrap();
         }
@@ -516,6 +555,34 @@ mod tests {
     const LOOPING: &str = "00000000-0000-7000-8000-000000000001";
     const BESIDE: &str = "00000000-0000-7000-8000-000000000002";
     const ELSEWHERE: &str = "00000000-0000-7000-8000-000000000003";
+
+    #[test]
+    fn loops_name_the_manifest_s_worker_components() {
+        assert_eq!(loop_components(1), ["-c", "job-worker"]);
+        assert_eq!(
+            loop_components(3),
+            [
+                "-c",
+                "job-worker",
+                "-c",
+                "job-worker-loop2",
+                "-c",
+                "job-worker-loop3"
+            ]
+        );
+        assert_eq!(worker_loops(" 4 ").unwrap(), 4);
+        for bad in ["0", "5", "two", ""] {
+            assert!(worker_loops(bad).is_err(), "{bad:?}");
+        }
+        // Every loop the supervisor can ask for is in the manifest.
+        let manifest = include_str!("../../../spin.toml");
+        for component in loop_components(MAX_LOOPS).iter().skip(1).step_by(2) {
+            assert!(
+                manifest.contains(&format!("component = \"{component}\"")),
+                "{component} has no trigger in spin.toml"
+            );
+        }
+    }
 
     #[test]
     fn a_kill_fails_the_job_with_its_event_and_frees_the_rest_of_that_process() {

@@ -1,0 +1,302 @@
+//! The real migration files on a real SQLite, applied one statement at a time as
+//! Spin's SQLite runs them.
+#![cfg(not(target_arch = "wasm32"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use data20_sqlite::migrations::{latest, statements, MIGRATIONS};
+use rusqlite::Connection;
+
+fn migrated() -> Connection {
+    let conn = Connection::open_in_memory().unwrap();
+    for m in MIGRATIONS {
+        for statement in statements(m.sql) {
+            conn.execute(&statement, [])
+                .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
+        }
+    }
+    conn
+}
+
+#[test]
+fn every_migration_applies_and_records_its_version() {
+    let conn = migrated();
+    let version: u32 = conn
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, latest(MIGRATIONS));
+}
+
+const SUBMIT: &str =
+    "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
+                      VALUES (?, 'text_stats', '{}', 42, 'worker', 'job_created', ?)";
+
+#[test]
+fn one_insert_into_the_submission_view_writes_the_job_and_its_event() {
+    let conn = migrated();
+    let n = conn
+        .execute(
+            SUBMIT,
+            rusqlite::params!["job-1", r#"{"event":"job_created"}"#],
+        )
+        .unwrap();
+    assert_eq!(
+        n, 0,
+        "an INSTEAD OF trigger reports no rows of the view itself"
+    );
+    let (status, created, dispatch): (String, i64, String) = conn
+        .query_row(
+            "SELECT status, created_ms, dispatch FROM jobs WHERE id = 'job-1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (status.as_str(), created, dispatch.as_str()),
+        ("queued", 42, "worker")
+    );
+    let (event, at, payload): (String, i64, String) = conn
+        .query_row(
+            "SELECT event, at_ms, payload FROM job_events WHERE job_id = 'job-1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(event, "job_created");
+    assert_eq!(at, 42);
+    assert_eq!(payload, r#"{"event":"job_created"}"#);
+}
+
+#[test]
+fn a_submission_that_fails_leaves_neither_row() {
+    let conn = migrated();
+    conn.execute(SUBMIT, rusqlite::params!["job-1", "first"])
+        .unwrap();
+    // The same id again: the job's INSERT fails, and the event's must not stay.
+    assert!(conn
+        .execute(SUBMIT, rusqlite::params!["job-1", "second"])
+        .is_err());
+    let events: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM job_events WHERE job_id = 'job-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, 1);
+}
+
+// The worker's batch statements (`data20_sqlite::batch`), with the parameters in the
+// order the module documents.
+mod batch {
+    use super::*;
+    use data20_sqlite::batch::{
+        claim_sql, events_sql, finish_sql, outputs_sql, start_sql, REQUEUE_WAITING_SQL,
+    };
+    use rusqlite::params;
+
+    fn queued(conn: &Connection, ids: &[&str]) {
+        for (i, id) in ids.iter().enumerate() {
+            conn.execute(
+                SUBMIT.replace("42", &(100 + i).to_string()).as_str(),
+                params![id, "{}"],
+            )
+            .unwrap();
+        }
+    }
+
+    fn status(conn: &Connection, id: &str) -> (String, Option<String>, Option<i64>, i64) {
+        conn.query_row(
+            "SELECT status, runner, deadline_ms, attempts FROM jobs WHERE id = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    }
+
+    fn claim(conn: &Connection, runner: &str, limit: i64) -> Vec<String> {
+        let mut stmt = conn.prepare(&claim_sql()).unwrap();
+        let mut ids: Vec<String> = stmt
+            .query_map(params![31_000, runner, 2, limit], |r| r.get("id"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_claim_takes_the_oldest_queued_jobs_once() {
+        let conn = migrated();
+        queued(&conn, &["a", "b", "c"]);
+        assert_eq!(claim(&conn, "worker:1:r", 2), ["a", "b"]);
+        assert_eq!(claim(&conn, "worker:2:r", 2), ["c"], "a and b are taken");
+        assert!(claim(&conn, "worker:2:r", 2).is_empty());
+        let (s, runner, deadline, attempts) = status(&conn, "a");
+        assert_eq!(
+            (s.as_str(), runner.as_deref(), deadline, attempts),
+            ("running", Some("worker:1:r"), None, 0),
+            "claimed, not started: no attempt counted yet"
+        );
+    }
+
+    fn start(conn: &Connection, id: &str, previous: &str, runner: &str) -> Vec<(String, i64)> {
+        let mut stmt = conn.prepare(&start_sql()).unwrap();
+        stmt.query_map(
+            params![id, 9_000, id, 14_000, 31_000, id, 2_000, id, id, previous, runner],
+            |r| Ok((r.get("id")?, r.get("cancel_requested")?)),
+        )
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn starting_a_job_ends_the_previous_run_and_only_for_its_runner() {
+        let conn = migrated();
+        queued(&conn, &["a", "b"]);
+        claim(&conn, "worker:1:r", 2);
+        assert_eq!(start(&conn, "a", "a", "worker:1:r"), [("a".to_string(), 0)]);
+        assert_eq!(
+            status(&conn, "a").2,
+            Some(9_000),
+            "a runs until its deadline"
+        );
+        assert_eq!(status(&conn, "a").3, 1, "its attempt counts once it starts");
+        let touched = start(&conn, "b", "a", "worker:1:r");
+        assert_eq!(touched.len(), 2);
+        assert_eq!(status(&conn, "a").2, None, "a's run is over");
+        assert_eq!(status(&conn, "b").2, Some(9_000));
+        assert!(
+            start(&conn, "b", "b", "worker:2:r").is_empty(),
+            "not worker 2's job"
+        );
+        conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = 'b'", [])
+            .unwrap();
+        assert_eq!(start(&conn, "b", "b", "worker:1:r"), [("b".to_string(), 1)]);
+        assert_eq!(
+            status(&conn, "b").3,
+            1,
+            "a cancelled start is no new attempt"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_endings_is_recorded_in_one_statement_each() {
+        let conn = migrated();
+        queued(&conn, &["a", "b", "c", "d"]);
+        claim(&conn, "worker:1:r", 3);
+        start(&conn, "a", "a", "worker:1:r");
+        start(&conn, "b", "a", "worker:1:r");
+        let mut stmt = conn.prepare(&finish_sql(3)).unwrap();
+        let done: Vec<(String, String, Option<i64>, Option<String>)> = stmt
+            .query_map(
+                params![
+                    5_000,
+                    5_000,
+                    "a",
+                    "completed",
+                    7,
+                    None::<String>,
+                    "b",
+                    "failed",
+                    None::<i64>,
+                    "boom",
+                    "d",
+                    "cancelled",
+                    None::<i64>,
+                    None::<String>,
+                    "worker:1:r"
+                ],
+                |r| {
+                    Ok((
+                        r.get("id")?,
+                        r.get("status")?,
+                        r.get("duration_ms")?,
+                        r.get("error")?,
+                    ))
+                },
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut done = done;
+        done.sort();
+        assert_eq!(
+            done,
+            [
+                ("a".into(), "completed".into(), Some(7), None),
+                (
+                    "b".into(),
+                    "failed".into(),
+                    Some(3_000),
+                    Some("boom".into())
+                ),
+            ],
+            "d was never claimed, so it is not this runner's to end"
+        );
+        assert_eq!(status(&conn, "c").0, "running");
+        assert_eq!(status(&conn, "d").0, "queued");
+        conn.execute(
+            &outputs_sql(2),
+            params![
+                "a",
+                "x.json",
+                "application/json",
+                2,
+                b"{}".to_vec(),
+                "a",
+                "y.txt",
+                "text/plain",
+                1,
+                b"y".to_vec()
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            &events_sql(2),
+            params![
+                "a",
+                "job_completed",
+                5_000,
+                "{}",
+                "b",
+                "job_failed",
+                5_000,
+                "{}"
+            ],
+        )
+        .unwrap();
+        let outputs: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM job_outputs WHERE job_id = 'a'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(outputs, 2);
+    }
+
+    #[test]
+    fn a_dead_instance_s_waiting_jobs_go_back_to_the_queue() {
+        let conn = migrated();
+        queued(&conn, &["a", "b", "c"]);
+        claim(&conn, "worker:1:r", 3);
+        start(&conn, "a", "a", "worker:1:r");
+        start(&conn, "b", "a", "worker:1:r");
+        conn.execute("UPDATE jobs SET attempts = 2 WHERE id = 'c'", [])
+            .unwrap();
+        let mut stmt = conn.prepare(REQUEUE_WAITING_SQL).unwrap();
+        let back: Vec<String> = stmt
+            .query_map(params!["worker:1:", "worker:1:", 2], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(back, ["a"], "b was running; c is out of attempts");
+        assert_eq!(
+            status(&conn, "a"),
+            ("queued".into(), None, None, 1),
+            "a ran once"
+        );
+        assert_eq!(status(&conn, "b").0, "running");
+    }
+}

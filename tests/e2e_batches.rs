@@ -1,0 +1,248 @@
+//! The worker's batches end to end (issue 20): claims of many jobs at once, each job
+//! started, failed or cancelled on its own, endings recorded together; several
+//! subscription loops per worker process; a worker killed mid-batch. Real Spin, real
+//! Redis, real SQLite, through `scripts/up`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use data20_e2e::{wait_until, Options, Subscriber, TestApp};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const FINISH: Duration = Duration::from_secs(60);
+
+/// A graph big enough that build_graph runs for a few seconds inside WebAssembly.
+fn big_graph(edges: usize) -> Value {
+    let edges: Vec<Value> = (0..edges)
+        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
+        .collect();
+    json!({"edges": edges, "title": "big"})
+}
+
+fn status_of(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/api/jobs/{id}")).json()
+}
+
+/// Each job's transitions on `job_updates` (progress reports left out), in the order
+/// they came.
+fn kinds_by_job(events: &[Value]) -> HashMap<String, Vec<String>> {
+    let mut by_job: HashMap<String, Vec<String>> = HashMap::new();
+    for e in events {
+        if let (Some(id), Some(kind)) = (e["job_id"].as_str(), e["event"].as_str()) {
+            if kind == "job_progress" {
+                continue;
+            }
+            by_job.entry(id.into()).or_default().push(kind.into());
+        }
+    }
+    by_job
+}
+
+fn runner_of(app: &TestApp, id: &str) -> String {
+    let conn = rusqlite::Connection::open(app.sqlite_path()).unwrap();
+    conn.query_row("SELECT runner FROM jobs WHERE id = ?", [id], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
+    let app = TestApp::start_with(Options {
+        workers: 1,
+        worker_loops: Some(1),
+        ..Options::default()
+    });
+    let sub = Subscriber::new(&app.redis.url());
+    // The only loop is busy with this one while the batch behind it is posted.
+    let (busy, _) = app.submit("build_graph", big_graph(20_000));
+    wait_until(Duration::from_secs(20), "the first job to run", || {
+        status_of(&app, &busy)["status"] == "running"
+    });
+    let (slow, _) = app.submit("build_graph", big_graph(20_000));
+    let (first, _) = app.submit("text_stats", json!({"text": "one two"}));
+    let (failing, _) = app.submit("build_graph", json!({"edges_csv": "no,header\n"}));
+    let (cancelled, _) = app.submit("text_stats", json!({"text": "never counted"}));
+    let (last, _) = app.submit("text_stats", json!({"text": "three"}));
+    let batch = [&slow, &first, &failing, &cancelled, &last];
+
+    // Once the busy job ends, one claim takes all five; the slow one runs first and the
+    // others wait for their turn, claimed: cancelling one then stops it before it runs.
+    wait_until(Duration::from_secs(30), "the batch to be claimed", || {
+        status_of(&app, &slow)["status"] == "running"
+    });
+    let cancel = app.post_json(&format!("/api/jobs/{cancelled}/cancel"), &json!({}));
+    assert!(
+        matches!(cancel.status, 200 | 202),
+        "{} {}",
+        cancel.status,
+        cancel.text()
+    );
+    let finals: HashMap<&str, Value> = batch
+        .iter()
+        .map(|id| (id.as_str(), app.wait_final(id, FINISH)))
+        .collect();
+    assert_eq!(finals[slow.as_str()]["status"], "completed");
+    assert_eq!(finals[first.as_str()]["status"], "completed");
+    assert_eq!(finals[last.as_str()]["status"], "completed");
+    assert_eq!(
+        finals[failing.as_str()]["status"],
+        "failed",
+        "{}",
+        finals[failing.as_str()]
+    );
+    assert_eq!(finals[cancelled.as_str()]["status"], "cancelled");
+    assert_eq!(finals[cancelled.as_str()]["attempts"], 0, "it never ran");
+    assert_eq!(
+        finals[first.as_str()]["output_files"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // One claim: the five share a runner, which the busy job's claim did not have.
+    let runner = runner_of(&app, &slow);
+    for id in batch {
+        assert_eq!(
+            runner_of(&app, id),
+            runner,
+            "{id} was claimed with the others"
+        );
+    }
+    assert_ne!(runner_of(&app, &busy), runner);
+
+    // Every job has its own events, in order, each once.
+    let by_job = kinds_by_job(&sub.drain(Duration::from_secs(1)));
+    for id in [&slow, &first, &last] {
+        assert_eq!(
+            by_job[id.as_str()],
+            ["job_created", "job_started", "job_completed"],
+            "{id}"
+        );
+    }
+    assert_eq!(
+        by_job[failing.as_str()],
+        ["job_created", "job_started", "job_failed"]
+    );
+    assert_eq!(by_job[cancelled.as_str()], ["job_created", "job_cancelled"]);
+    // The events the SSE route replays from SQLite say the same.
+    let sse = app.get(&format!("/api/jobs/{first}/events"));
+    assert_eq!(
+        sse.sse_events(),
+        ["job_created", "job_started", "job_completed"]
+    );
+}
+
+#[test]
+fn two_thousand_jobs_from_eight_clients_run_once_on_two_processes_of_three_loops() {
+    let app = Arc::new(TestApp::start_with(Options {
+        workers: 2,
+        worker_loops: Some(3),
+        ..Options::default()
+    }));
+    // Two processes, three loops each: six subscriptions on job_updates.
+    app.wait_for_workers(6);
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let app = app.clone();
+            std::thread::spawn(move || {
+                (0..250)
+                    .map(|i| {
+                        let (id, accepted) = app
+                            .submit("text_stats", json!({"text": format!("client {c} job {i}")}));
+                        assert_eq!(accepted.status, 202, "{}", accepted.text());
+                        id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let ids: Vec<String> = clients
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 2_000);
+
+    let conn = rusqlite::Connection::open(app.sqlite_path()).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    wait_until(
+        Duration::from_secs(120),
+        "all 2 000 jobs to complete",
+        || count("SELECT COUNT(*) FROM jobs WHERE status = 'completed'") == 2_000,
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM jobs WHERE attempts != 1"),
+        0,
+        "each ran once"
+    );
+    // Exactly one start and one completion recorded per job.
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM (SELECT job_id FROM job_events GROUP BY job_id \
+             HAVING SUM(event = 'job_started') != 1 OR SUM(event = 'job_completed') != 1)"
+        ),
+        0
+    );
+    // The work was shared by both processes and by more than one loop of each.
+    let mut stmt = conn.prepare("SELECT DISTINCT runner FROM jobs").unwrap();
+    // `worker:{worker_id}:loop{n}:{run}` → `worker:{worker_id}:loop{n}`.
+    let loops: HashSet<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| r.unwrap().split(':').take(3).collect::<Vec<_>>().join(":"))
+        .collect();
+    let processes: HashSet<&str> = loops.iter().filter_map(|l| l.split(':').nth(1)).collect();
+    assert_eq!(processes.len(), 2, "{loops:?}");
+    assert!(
+        loops.len() > 2,
+        "more than one loop per process ran jobs: {loops:?}"
+    );
+}
+
+#[test]
+fn a_worker_killed_mid_batch_loses_nothing() {
+    let app = TestApp::start_with(Options {
+        workers: 1,
+        worker_loops: Some(1),
+        ..Options::default()
+    });
+    let (busy, _) = app.submit("build_graph", big_graph(20_000));
+    wait_until(Duration::from_secs(20), "the first job to run", || {
+        status_of(&app, &busy)["status"] == "running"
+    });
+    // A batch of slow jobs claimed together once the busy one ends.
+    let ids: Vec<String> = (0..4)
+        .map(|_| app.submit("build_graph", big_graph(20_000)).0)
+        .collect();
+    wait_until(Duration::from_secs(30), "the batch to start", || {
+        status_of(&app, &ids[0])["status"] == "running"
+    });
+    let conn = rusqlite::Connection::open(app.sqlite_path()).unwrap();
+    let claimed: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND deadline_ms IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(claimed >= 1, "jobs wait claimed behind the running one");
+    app.kill_worker(1);
+
+    // The supervisor starts the worker again and ends the dead one's leases: every
+    // claimed job runs to completion, the one cut short included.
+    for id in ids.iter().chain([&busy]) {
+        let doc = app.wait_final(id, Duration::from_secs(90));
+        assert_eq!(doc["status"], "completed", "{doc}");
+    }
+    let never_started_twice: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM jobs WHERE attempts > 1 AND id != ?",
+            [&ids[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        never_started_twice, 0,
+        "only the job that was running ran again"
+    );
+}
