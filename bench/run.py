@@ -16,7 +16,8 @@ next to the accept floors (one SQLite commit at synchronous=FULL, one outbound P
 and both). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
 floor (bench/jobs-floor.toml: the accept floor plus a Redis-trigger worker that drains,
-claims, completes and announces jobs with no product logic).
+claims, completes and announces jobs with no product logic) and the same floor with the
+WASIp3 accept floor (bench/jobs-floor-p3.toml).
 
 Each route is measured in several rounds, interleaved with the floors (these machines
 are noisy: a burst of noise then hits one round of every route, not every round of one
@@ -351,6 +352,18 @@ def main():
               {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{jobs_floor_redis}"},
               open(os.path.join(work, "jobs-floor.log"), "w"))
         wait_http(jobs_floor, "/api/stats")
+        # The same on WASIp3: the accept floor of bench/floor-p3 (an instance Spin reuses,
+        # its Redis connection kept), as the product's run component is.
+        jobs_floor_p3_redis = free_port()
+        spawn(["redis-server", "--port", str(jobs_floor_p3_redis), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no"])
+        time.sleep(0.5)
+        jobs_floor_p3 = free_port()
+        spawn(["spin", "up", "-f", "bench/jobs-floor-p3.toml", "--listen", f"127.0.0.1:{jobs_floor_p3}",
+               "--state-dir", os.path.join(work, "jobs-floor-p3")],
+              {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{jobs_floor_p3_redis}"},
+              open(os.path.join(work, "jobs-floor-p3.log"), "w"))
+        wait_http(jobs_floor_p3, "/api/stats")
 
         main_port, main_pg = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
         nocache_port, nocache_pg = start_app("nocache", redis_port, os.path.join(work, "nocache"),
@@ -392,6 +405,7 @@ def main():
             ("floor: SQLite commit (FULL), wasip2", f"{floor_base}/insert", floors_proc.pid, post_script),
             ("floor: outbound PUBLISH, wasip2", f"{floor_base}/publish", floors_proc.pid, post_script),
             ("floor: commit + PUBLISH (accept), wasip2", f"{floor_base}/accept", floors_proc.pid, post_script),
+            ("floor: commit + PUBLISH (accept), WASIp3", f"{floor_base}/p3/accept", floors_proc.pid, post_script),
             ("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", main_pg, post_script),
         ]
         runs = {label: [] for label, *_ in routes}
@@ -415,10 +429,12 @@ def main():
             print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
         rows = [(label, median_of(runs[label])) for label, *_ in routes]
         by_label = dict(rows)
-        throughput, floor_throughput = [], []
+        throughput, floor_throughput, floor_p3_throughput = [], [], []
         for _ in range(args.rounds):
             throughput.append(jobs_throughput(main_port, redis_port, work, args.jobs_duration))
             floor_throughput.append(jobs_throughput(jobs_floor, jobs_floor_redis, work, args.jobs_duration))
+            floor_p3_throughput.append(
+                jobs_throughput(jobs_floor_p3, jobs_floor_p3_redis, work, args.jobs_duration))
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
@@ -438,9 +454,16 @@ def main():
         lines.append(f"HIT against MISS, req/s: /api/tools ×{tools_hit['rps'] / tools_miss['rps']:.2f}, "
                      f"/api/jobs/{{id}} ×{job_hit['rps'] / job_miss['rps']:.2f}.")
         post, accept_floor = by_label["POST /api/run (accept)"], by_label["floor: commit + PUBLISH (accept), wasip2"]
-        lines.append(f"POST /api/run against the accept floor: req/s ×{post['rps'] / accept_floor['rps']:.2f} "
+        accept_floor_p3 = by_label["floor: commit + PUBLISH (accept), WASIp3"]
+        lines.append(f"POST /api/run against the accept floors: req/s ×{post['rps'] / accept_floor['rps']:.2f} "
+                     f"the wasip2 one, ×{post['rps'] / accept_floor_p3['rps']:.2f} the WASIp3 one "
                      f"(the POST row's CPU includes running the job).")
-        for name, runs_ in (("End-to-end jobs", throughput), ("Job floor (bench/jobs-floor.toml)", floor_throughput)):
+        batch = re.search(r"pub const BATCH_SIZE: u32 = (\d+);",
+                          open(os.path.join(ROOT, "crates/jobs/src/lib.rs")).read()).group(1)
+        lines.append(f"Worker batch size (data20_jobs::BATCH_SIZE): {batch} jobs per claim; "
+                     f"worker loops per process: scripts/up's default (DATA20_WORKER_LOOPS).")
+        for name, runs_ in (("End-to-end jobs", throughput), ("Job floor (bench/jobs-floor.toml)", floor_throughput),
+                            ("Job floor on WASIp3 (bench/jobs-floor-p3.toml)", floor_p3_throughput)):
             med = lambda k: statistics.median(t[k] for t in runs_)
             rounds_jobs = ", ".join(f"{t['jobs_s']:.0f}" for t in runs_)
             lines.append(f"{name} (wrk -t2 -c8 -d{args.jobs_duration}s POSTing a small text_stats job, "
