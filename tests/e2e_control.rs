@@ -23,12 +23,13 @@ fn kinds(events: &[Value]) -> Vec<&str> {
 
 #[test]
 fn a_queued_job_cancelled_never_runs() {
-    // No worker, but a listener on job_updates: the API hands the job to "someone" and
-    // it stays queued (recovery would pick it up after 5 s).
+    // No worker, but a listener on job_queue: the API hands the job to "some worker"
+    // and it stays queued (recovery would pick it up after 5 s).
     let app = TestApp::start_with(Options {
         workers: 0,
         ..Options::default()
     });
+    let _worker_that_never_runs = Subscriber::on(&app.redis.url(), "job_queue");
     let sub = Subscriber::new(&app.redis.url());
     let (id, accepted) = app.submit("text_stats", json!({"text": "never counted"}));
     assert_eq!(accepted.json()["dispatch"], "worker");

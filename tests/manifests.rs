@@ -21,7 +21,7 @@ fn cloud_manifest_matches_the_local_one_without_the_worker() {
     );
     assert_eq!(
         local["trigger"]["redis"][0]["channel"].as_str(),
-        Some("job_updates")
+        Some("job_queue")
     );
     let mut local_components = local["component"].as_table().unwrap().clone();
     assert!(local_components.remove("job-worker").is_some());
@@ -107,7 +107,7 @@ fn every_worker_loop_is_the_worker_on_an_address_of_its_own() {
             .filter(|t| t["component"].as_str() == Some(&name))
             .collect();
         let channels: Vec<&str> = mine.iter().filter_map(|t| t["channel"].as_str()).collect();
-        assert_eq!(channels, ["job_updates", "job_wakeups"], "{name}");
+        assert_eq!(channels, ["job_queue", "job_wakeups"], "{name}");
         let address = mine[0]["address"].as_str().unwrap();
         assert!(
             mine.iter().all(|t| t["address"].as_str() == Some(address)),

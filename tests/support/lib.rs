@@ -375,7 +375,7 @@ impl TestApp {
         }
     }
 
-    /// Waits until `n` workers are subscribed to `job_updates`.
+    /// Waits until `n` worker loops are subscribed to `job_queue`.
     pub fn wait_for_workers(&self, n: usize) {
         wait_until(
             Duration::from_secs(60),
@@ -388,7 +388,7 @@ impl TestApp {
         let mut c = self.redis.conn();
         let v: Vec<redis::Value> = redis::cmd("PUBSUB")
             .arg("NUMSUB")
-            .arg("job_updates")
+            .arg("job_queue")
             .query(&mut c)
             .unwrap_or_default();
         match v.get(1) {
@@ -641,13 +641,18 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn new(redis_url: &str) -> Subscriber {
+        Subscriber::on(redis_url, "job_updates")
+    }
+
+    /// A subscriber on `channel` (`job_queue`: one the API counts as a worker).
+    pub fn on(redis_url: &str, channel: &'static str) -> Subscriber {
         let client = redis::Client::open(redis_url).unwrap();
         let mut conn = client.get_connection().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut pubsub = conn.as_pubsub();
-            pubsub.subscribe("job_updates").unwrap();
+            pubsub.subscribe(channel).unwrap();
             pubsub
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .unwrap();

@@ -13,8 +13,9 @@
 //!   window limiter, cache read, hit counter: `data20_redis::gate::SCRIPT`, by its
 //!   digest) with no other product logic;
 //! - `/floor/p3/accept`: the least a durable job submission does: one row committed in
-//!   Spin's SQLite (WAL, `synchronous = FULL`, one statement, as the product's INSERT
-//!   behind a 202) and one `PUBLISH job_created` on the kept connection, on the channel
+//!   Spin's SQLite (WAL, `synchronous = FULL`, one statement on a kept connection, as
+//!   the product's INSERT behind a 202) and one `PUBLISH job_created` on the kept Redis
+//!   connection, on the channel
 //!   the variable `channel` names.
 
 // The Spin export macros generate the ABI glue with `unsafe`.
@@ -135,8 +136,14 @@ const SCHEMA: &[&str] = &[
     "CREATE INDEX IF NOT EXISTS floor_jobs_queued ON floor_jobs (id) WHERE status = 'queued'",
 ];
 
-/// One durable INSERT (a connection per request, as the product's submissions: a kept
-/// one would be shared by the instance's concurrent requests) and one PUBLISH.
+thread_local! {
+    /// The kept SQLite connection: one autocommit INSERT per request, so sharing it
+    /// between the instance's concurrent requests is safe (SPEC §7), as the product's
+    /// submissions do.
+    static KEPT_DB: RefCell<Option<Rc<spin_sdk::sqlite::Connection>>> = const { RefCell::new(None) };
+}
+
+/// One durable INSERT on the instance's kept connection and one PUBLISH.
 async fn accept<B>(body: B) -> Result<i64, String>
 where
     B: http_body::Body<Data = bytes::Bytes>,
@@ -149,9 +156,18 @@ where
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
-    let db = Sqlite::open_default()
-        .await
-        .map_err(|e| format!("sqlite: {e}"))?;
+    let db = match KEPT_DB.with(|k| k.borrow().clone()) {
+        Some(db) => db,
+        None => {
+            let db = Rc::new(
+                Sqlite::open_default()
+                    .await
+                    .map_err(|e| format!("sqlite: {e}"))?,
+            );
+            KEPT_DB.with(|k| *k.borrow_mut() = Some(db.clone()));
+            db
+        }
+    };
     let insert = "INSERT INTO floor_jobs (body) VALUES (?) RETURNING id";
     let row = || [Value::Text(String::from_utf8_lossy(&body).into_owned())];
     // WASIp3's SQLite reports a missing table when the rows are read.

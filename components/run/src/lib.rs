@@ -135,7 +135,15 @@ async fn run(
         None => String::new(),
     };
     let fingerprint = idempotency::fingerprint(&body.tool, &body.params);
-    let db = Db::open().await.map_err(data20_jobs::db_error)?;
+    // Without an idempotency key the submission is one autocommit statement: the
+    // instance's kept connection serves it (no schema parse for a new connection). With
+    // one, its lookup and insert are a transaction, on a connection of its own.
+    let db = if key.is_none() {
+        Db::open_shared().await
+    } else {
+        Db::open().await
+    }
+    .map_err(data20_jobs::db_error)?;
     let jobs = Jobs {
         db: &db,
         redis,
@@ -159,8 +167,18 @@ async fn run(
     let mut resp = data20_http::accepted(&record.view(), dispatch.as_str());
     if dispatch == Dispatch::Inline && !replayed {
         let (id, tool) = (record.id, record.tool.clone());
+        drop(db);
         resp = resp.then(async move {
             let settings = data20_http::settings().await;
+            // A run is transactions: a connection of its own, not the shared one.
+            let db = match Db::open().await {
+                Ok(db) => db,
+                Err(e) => {
+                    // The job stays queued: the next read or a worker recovers it.
+                    data20_http::log_warn(&format!("cannot run job {id} inline: {e}"));
+                    return;
+                }
+            };
             Jobs::detached(db, settings, "api", async |jobs| {
                 if let Err(e) = jobs.run(&registry, &id, &tool).await {
                     data20_http::log_warn(&format!("running job {id} inline failed: {e}"));

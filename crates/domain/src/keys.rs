@@ -5,6 +5,10 @@ pub const JOB_UPDATES: &str = "job_updates";
 /// The supervisor's wake-ups (kept apart from `job_updates`, whose readers expect
 /// lifecycle events only); see `crate::limits::WakeUp`.
 pub const JOB_WAKEUPS: &str = "job_wakeups";
+/// Every new job's `job_created` again, for the workers alone: they subscribe here,
+/// not to `job_updates`, so the started, progress and completed events of a busy queue
+/// (each would instantiate every worker loop's component) never wake them.
+pub const JOB_QUEUE: &str = "job_queue";
 
 /// `job:{uuid}:status`: the caller passes a parsed job id.
 pub fn job_status(job_id: &impl std::fmt::Display) -> String {

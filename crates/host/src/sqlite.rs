@@ -101,6 +101,23 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The instance's kept connection to the `default` database (opened on first use,
+    /// dropped after an error), for statements that each stand alone: autocommit
+    /// statements only, never `BEGIN … COMMIT` or a `PRAGMA` that changes the
+    /// connection, since the instance's concurrent requests share it (SPEC §7). It
+    /// spares a statement on a new connection the parse of the whole schema. Where
+    /// instances are not reused (the 5.2 line), a connection of its own.
+    pub async fn kept_default() -> Result<Connection, String> {
+        #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+        {
+            Ok(Connection {
+                inner: backend::kept().await?,
+            })
+        }
+        #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
+        Err("no Spin SDK in this build".into())
+    }
+
     pub async fn open_default() -> Result<Connection, String> {
         #[cfg(any(feature = "sdk5", feature = "sdk6"))]
         {
@@ -131,16 +148,61 @@ mod backend {
     use super::{QueryResult, Value};
     use sdk6::sqlite as sdk;
 
-    pub struct Conn(sdk::Connection);
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    pub struct Conn {
+        conn: Rc<sdk::Connection>,
+        kept: bool,
+    }
+
+    thread_local! {
+        /// The instance's kept connection ([`super::Connection::kept_default`]). Safe to
+        /// keep: it holds no request's data, and only autocommit statements go through
+        /// it, so no request's transaction can take in another's statements.
+        static KEPT: RefCell<Option<Rc<sdk::Connection>>> = const { RefCell::new(None) };
+    }
 
     pub async fn open() -> Result<Conn, String> {
         sdk::Connection::open_default()
             .await
-            .map(Conn)
+            .map(|c| Conn {
+                conn: Rc::new(c),
+                kept: false,
+            })
             .map_err(|e| e.to_string())
     }
 
+    pub async fn kept() -> Result<Conn, String> {
+        let conn = match KEPT.with(|k| k.borrow().clone()) {
+            Some(conn) => conn,
+            None => {
+                let conn = Rc::new(
+                    sdk::Connection::open_default()
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+                KEPT.with(|k| *k.borrow_mut() = Some(conn.clone()));
+                conn
+            }
+        };
+        Ok(Conn { conn, kept: true })
+    }
+
     pub async fn execute(conn: &Conn, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
+        let result = run(&conn.conn, sql, params).await;
+        if result.is_err() && conn.kept {
+            // The next statement opens a fresh one (a statement error costs one reopen).
+            KEPT.with(|k| *k.borrow_mut() = None);
+        }
+        result
+    }
+
+    async fn run(
+        conn: &sdk::Connection,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<QueryResult, String> {
         let params = params.iter().map(|p| match p {
             Value::Integer(i) => sdk::Value::Integer(*i),
             Value::Real(f) => sdk::Value::Real(*f),
@@ -148,11 +210,7 @@ mod backend {
             Value::Blob(b) => sdk::Value::Blob(b.clone()),
             Value::Null => sdk::Value::Null,
         });
-        let result = conn
-            .0
-            .execute(sql, params)
-            .await
-            .map_err(|e| e.to_string())?;
+        let result = conn.execute(sql, params).await.map_err(|e| e.to_string())?;
         let columns = result.columns().to_vec();
         let rows = result
             .collect()
@@ -186,6 +244,11 @@ mod backend {
         sdk::Connection::open_default()
             .map(Conn)
             .map_err(|e| e.to_string())
+    }
+
+    /// A 5.2 instance serves one request: nothing to keep.
+    pub async fn kept() -> Result<Conn, String> {
+        open().await
     }
 
     pub async fn execute(conn: &Conn, sql: &str, params: &[Value]) -> Result<QueryResult, String> {

@@ -878,8 +878,9 @@ impl Jobs<'_> {
     }
 
     /// Refreshes the status cache and publishes the event `payload` (already recorded
-    /// in SQLite). Answers how many subscribers heard it, or `None` when Redis is
-    /// unavailable.
+    /// in SQLite) on `job_updates`, and a `job_created` on `job_queue` too. Answers how
+    /// many subscribers heard it (for `job_created`, how many workers), or `None` when
+    /// Redis is unavailable.
     pub async fn publish(
         &self,
         record: &JobRecord,
@@ -890,17 +891,26 @@ impl Jobs<'_> {
         // The status write and the publish share one round trip: the status is cached
         // before anyone hears the event, so a reader woken by it finds the new status.
         let (status, ttl) = self.status_entry(record);
-        match self
-            .redis
-            .set_ex_and_publish(
-                &keys::job_status(&record.id),
-                &status,
-                ttl,
-                keys::JOB_UPDATES,
-                payload.as_bytes(),
-            )
-            .await
-        {
+        let key = keys::job_status(&record.id);
+        // A new job is announced to the workers too, on their own channel: the count
+        // that comes back is theirs, so "someone heard" means a worker did.
+        let published = if kind == JobEventKind::JobCreated {
+            self.redis
+                .set_ex_and_publish_twice(
+                    &key,
+                    &status,
+                    ttl,
+                    keys::JOB_UPDATES,
+                    keys::JOB_QUEUE,
+                    payload.as_bytes(),
+                )
+                .await
+        } else {
+            self.redis
+                .set_ex_and_publish(&key, &status, ttl, keys::JOB_UPDATES, payload.as_bytes())
+                .await
+        };
+        match published {
             Ok(n) => Some(n),
             Err(e) => {
                 log_warn(&format!("cannot publish {}: {e}", kind.as_str()));

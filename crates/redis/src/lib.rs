@@ -219,6 +219,33 @@ impl Redis {
         int_reply(&reply)
     }
 
+    /// [`Redis::set_ex_and_publish`] with the message published on `channel`, then on
+    /// `second`, in one round trip: answers how many subscribers `second` has.
+    pub async fn set_ex_and_publish_twice(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_s: u64,
+        channel: &str,
+        second: &str,
+        payload: &[u8],
+    ) -> Result<i64, RedisError> {
+        let reply = self
+            .eval(
+                &SET_EX_AND_PUBLISH_TWICE,
+                &[key],
+                &[
+                    Arg::Bytes(value),
+                    Arg::Int(ttl_s as i64),
+                    Arg::Str(channel),
+                    Arg::Str(second),
+                    Arg::Bytes(payload),
+                ],
+            )
+            .await?;
+        int_reply(&reply)
+    }
+
     /// [`Redis::set_ex_and_publish`] for several entries in one round trip, in their
     /// order (each key set before its message goes out): answers how many deliveries
     /// the messages made in all.
@@ -318,6 +345,15 @@ const SET_EX_AND_PUBLISH: Script = Script {
     sha1: "c7db8caa1138e02a1c3e542033983da374251a07",
 };
 
+/// [`SET_EX_AND_PUBLISH`] on two channels, the same message: answers the second
+/// channel's receivers.
+const SET_EX_AND_PUBLISH_TWICE: Script = Script {
+    body: "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end\n\
+           redis.call('PUBLISH', ARGV[3], ARGV[5])\n\
+           return redis.call('PUBLISH', ARGV[4], ARGV[5])",
+    sha1: "0599749da38fe3b2b4844908ecd47bac9171e153",
+};
+
 /// [`SET_EX_AND_PUBLISH`] for many keys, in key order: per key its value, TTL and
 /// message, then the channel last.
 const SET_EX_AND_PUBLISH_ALL: Script = Script {
@@ -397,7 +433,12 @@ mod tests {
 
     #[test]
     fn script_digests_match_their_bodies() {
-        for script in [SET_EX_AND_PUBLISH, SET_EX_AND_PUBLISH_ALL, gate::SCRIPT] {
+        for script in [
+            SET_EX_AND_PUBLISH,
+            SET_EX_AND_PUBLISH_TWICE,
+            SET_EX_AND_PUBLISH_ALL,
+            gate::SCRIPT,
+        ] {
             assert_eq!(
                 sha1_smol::Sha1::from(script.body).digest().to_string(),
                 script.sha1,

@@ -1014,6 +1014,11 @@ impl Db {
         &self,
         f: impl AsyncFnOnce(&Db) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        if self.is_shared() {
+            return Err(DbError::Sqlite(
+                "a transaction needs a connection of its own (Db::open), not the shared one".into(),
+            ));
+        }
         self.execute("BEGIN IMMEDIATE", &[]).await?;
         match f(self).await {
             Ok(v) => {

@@ -55,6 +55,8 @@ pub fn classify(msg: &str) -> DbError {
 /// The app's database (Spin's `default` SQLite database).
 pub struct Db {
     conn: Connection,
+    /// The instance's kept connection ([`Db::open_shared`]): autocommit statements only.
+    shared: bool,
 }
 
 impl Db {
@@ -64,7 +66,19 @@ impl Db {
     /// promised survives a power cut.
     pub async fn open() -> Result<Db, DbError> {
         let conn = Connection::open_default().await?;
-        Ok(Db { conn })
+        Ok(Db {
+            conn,
+            shared: false,
+        })
+    }
+
+    /// The instance's kept connection, shared by its concurrent requests: for work that
+    /// is only autocommit statements (a submission without an idempotency key, reads).
+    /// A transaction on it would take in other requests' statements, so
+    /// [`Db::transaction`] refuses, and migrations run on a connection of their own.
+    pub async fn open_shared() -> Result<Db, DbError> {
+        let conn = Connection::kept_default().await?;
+        Ok(Db { conn, shared: true })
     }
 
     /// Opens the default database for job transitions whose loss on a power cut only
@@ -78,6 +92,11 @@ impl Db {
         // A server that refuses the pragma (libSQL) keeps its own durability.
         let _ = db.execute("PRAGMA synchronous = NORMAL", &[]).await;
         Ok(db)
+    }
+
+    /// Whether this is the instance's shared connection ([`Db::open_shared`]).
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, DbError> {
@@ -121,7 +140,12 @@ impl Db {
     ) -> Result<T, DbError> {
         match f(self).await {
             Err(DbError::Schema(_)) => {
-                self.migrate().await?;
+                if self.shared {
+                    // Its transactions and PRAGMAs must not touch a shared connection.
+                    Db::open().await?.migrate().await?;
+                } else {
+                    self.migrate().await?;
+                }
                 f(self).await
             }
             other => other,

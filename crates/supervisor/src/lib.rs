@@ -60,6 +60,10 @@ pub enum Action {
         worker: String,
         job: String,
         reason: String,
+        /// The process's other jobs already past their own timeout, to fail with it
+        /// (`(job, reason)`): a process runs one job per loop, and the kill ends them
+        /// all; a job still within its timeout is freed and runs again instead.
+        also: Vec<(String, String)>,
     },
     /// Publish a wake-up addressed to `worker`.
     WakeWorker(String),
@@ -98,11 +102,24 @@ pub fn plan(snap: &Snapshot, memory: &mut Memory) -> Vec<Action> {
         };
         if past_hard_limit(job.deadline_ms, now, KILL_AFTER_MS) && !killed.contains(&worker) {
             killed.push(worker);
-            let timeout_ms = job.deadline_ms.unwrap_or(now) - job.started_ms;
+            let reason = |j: &RunningJob| {
+                let timeout_ms = j.deadline_ms.unwrap_or(now) - j.started_ms;
+                data20_domain::limits::hard_limit_error(&j.tool, timeout_ms)
+            };
+            let also = snap
+                .running
+                .iter()
+                .filter(|other| {
+                    other.id != job.id && other.runner.starts_with(&runner_prefix(worker))
+                })
+                .filter(|other| other.deadline_ms.is_some_and(|d| d < now))
+                .map(|other| (other.id.clone(), reason(other)))
+                .collect();
             actions.push(Action::Kill {
                 worker: worker.clone(),
                 job: job.id.clone(),
-                reason: data20_domain::limits::hard_limit_error(&job.tool, timeout_ms),
+                reason: reason(job),
+                also,
             });
         }
     }
@@ -168,6 +185,34 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_kill_fails_the_process_s_other_overdue_job_and_frees_the_rest() {
+        // Loops 1, 2 and 3 of worker w: one far past its limit, one just past its own
+        // timeout, one well within it.
+        let mut looping = job("a", "w", 0, 10_000);
+        looping.runner = "worker:w:loop1:r1".into();
+        let mut overdue = job("b", "w", 50, 10_000);
+        overdue.runner = "worker:w:loop2:r2".into();
+        let mut fine = job("c", "w", 9_000, 10_000);
+        fine.runner = "worker:w:loop3:r3".into();
+        let actions = plan(
+            &snap(
+                10_000 + KILL_AFTER_MS + 1,
+                &["w"],
+                vec![looping, overdue, fine],
+            ),
+            &mut Memory::default(),
+        );
+        let Some(Action::Kill { job, also, .. }) = actions.first() else {
+            panic!("{actions:?}");
+        };
+        assert_eq!(job, "a");
+        assert_eq!(
+            also.iter().map(|(j, _)| j.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   lost jobs.
 //!
 //! Settings (environment, as `scripts/up` passes them): `DATA20_WORKERS` (default 1),
-//! `DATA20_WORKER_LOOPS` (subscription loops per worker process, 1 to 4, default 2),
+//! `DATA20_WORKER_LOOPS` (subscription loops per worker process, 1 to 4, default 1),
 //! `DATA20_STATE_DIR` (default `.spin`; the SQLite file is `sqlite_db.db` in it),
 //! `DATA20_MANIFEST` (default `spin.toml`), `DATA20_RUNTIME_CONFIG` (optional),
 //! `SPIN_VARIABLE_REDIS_URL`, `SPIN_MAX_INSTANCE_MEMORY` (passed on to the workers so
@@ -78,8 +78,12 @@ impl Config {
     }
 }
 
-/// Subscription loops per worker process, when `DATA20_WORKER_LOOPS` is unset.
-const DEFAULT_LOOPS: usize = 2;
+/// Subscription loops per worker process, when `DATA20_WORKER_LOOPS` is unset. Every
+/// `job_created` wakes every loop, and a wake-up costs the worker a fresh instance and a
+/// Redis connection even when another loop has already taken the job: with two worker
+/// processes, one loop each completed the most jobs per second end to end
+/// (docs/BENCHMARKS.md); more loops cut the drain lag instead.
+const DEFAULT_LOOPS: usize = 1;
 /// The loops the manifest declares: `job-worker`, then `job-worker-loop2` and on.
 const MAX_LOOPS: usize = 4;
 
@@ -471,6 +475,7 @@ fn act(action: Action, slots: &mut [Slot], store: &mut Store, bus: &mut Bus, mem
             worker,
             job,
             reason,
+            also,
         } => {
             let Some(slot) = slots
                 .iter_mut()
@@ -487,13 +492,15 @@ fn act(action: Action, slots: &mut [Slot], store: &mut Store, bus: &mut Bus, mem
             memory.forget(&worker);
             // Started again on the next look, without the usual pause.
             slot.exited_at = None;
-            match store.record_kill(&worker, &job, &reason) {
-                Ok(Some(event)) => {
-                    log(&format!("job {job} failed: {reason}"));
-                    bus.announce(&job, &event);
+            for (job, reason) in std::iter::once((job, reason)).chain(also) {
+                match store.record_kill(&worker, &job, &reason) {
+                    Ok(Some(event)) => {
+                        log(&format!("job {job} failed: {reason}"));
+                        bus.announce(&job, &event);
+                    }
+                    Ok(None) => {}
+                    Err(e) => log(&format!("cannot fail job {job}: {e:#}")),
                 }
-                Ok(None) => {}
-                Err(e) => log(&format!("cannot fail job {job}: {e:#}")),
             }
         }
         Action::WakeWorker(worker) => bus.wake(Some(&worker)),
