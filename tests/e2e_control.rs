@@ -367,10 +367,21 @@ fn finished_jobs_past_their_retention_are_purged_and_the_file_stops_growing() {
             .status,
         404
     );
-    let purged = app.get("/api/stats").json()["retention"]["purged"]
-        .as_i64()
-        .unwrap();
-    assert!(purged >= 2_000, "purged {purged} of 4 000");
+    // How many of the 4 000 are past their retention when the posting ends depends on
+    // how fast this machine accepts them; once the window has passed, every one is.
+    // Each drain ends with one purge batch: a job posted now and then wakes one.
+    std::thread::sleep(Duration::from_secs(3));
+    let purged = || {
+        app.get("/api/stats").json()["retention"]["purged"]
+            .as_i64()
+            .unwrap()
+    };
+    let enough = wait_for(Duration::from_secs(30), || {
+        app.submit("text_stats", json!({"text": "wake a drain"}));
+        std::thread::sleep(Duration::from_millis(100));
+        purged() >= 4_000
+    });
+    assert!(enough, "purged {} of 4 000", purged());
 }
 
 #[test]
