@@ -138,6 +138,21 @@ def start_app(name, redis_port, state_dir, workers=0, variables=None):
     return port, proc.pid
 
 
+def start_jobs_floor(name, work):
+    """Starts bench/{name}.toml on a redis-server of its own; answers (port, redis port)."""
+    redis_port = free_port()
+    spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no"])
+    time.sleep(0.5)
+    port = free_port()
+    spawn(["spin", "up", "-f", f"bench/{name}.toml", "--listen", f"127.0.0.1:{port}",
+           "--state-dir", os.path.join(work, name)],
+          {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
+          open(os.path.join(work, f"{name}.log"), "w"))
+    wait_http(port, "/api/stats")
+    return port, redis_port
+
+
 def seed_jobs(state_dir, n):
     """Creates the schema and n completed jobs directly in the app's SQLite file."""
     os.makedirs(state_dir, exist_ok=True)
@@ -340,30 +355,12 @@ def main():
               open(os.path.join(work, "floors.log"), "w"))
         wait_http(floors, "/floor/hello")
 
-        # The job floor on a Redis of its own: its worker listens on job_updates, as the
-        # product's does, and neither may wake the other.
-        jobs_floor_redis = free_port()
-        spawn(["redis-server", "--port", str(jobs_floor_redis), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no"])
-        time.sleep(0.5)
-        jobs_floor = free_port()
-        spawn(["spin", "up", "-f", "bench/jobs-floor.toml", "--listen", f"127.0.0.1:{jobs_floor}",
-               "--state-dir", os.path.join(work, "jobs-floor")],
-              {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{jobs_floor_redis}"},
-              open(os.path.join(work, "jobs-floor.log"), "w"))
-        wait_http(jobs_floor, "/api/stats")
-        # The same on WASIp3: the accept floor of bench/floor-p3 (an instance Spin reuses,
-        # its Redis connection kept), as the product's run component is.
-        jobs_floor_p3_redis = free_port()
-        spawn(["redis-server", "--port", str(jobs_floor_p3_redis), "--bind", "127.0.0.1", "--save", "",
-               "--appendonly", "no"])
-        time.sleep(0.5)
-        jobs_floor_p3 = free_port()
-        spawn(["spin", "up", "-f", "bench/jobs-floor-p3.toml", "--listen", f"127.0.0.1:{jobs_floor_p3}",
-               "--state-dir", os.path.join(work, "jobs-floor-p3")],
-              {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{jobs_floor_p3_redis}"},
-              open(os.path.join(work, "jobs-floor-p3.log"), "w"))
-        wait_http(jobs_floor_p3, "/api/stats")
+        # The job floors, each on a Redis of its own: their workers listen on
+        # job_updates, and none may wake another's or the product's. The WASIp3 one takes
+        # the accept floor of bench/floor-p3 (an instance Spin reuses, its connections
+        # kept), as the product's run component is.
+        jobs_floor, jobs_floor_redis = start_jobs_floor("jobs-floor", work)
+        jobs_floor_p3, jobs_floor_p3_redis = start_jobs_floor("jobs-floor-p3", work)
 
         main_port, main_pg = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
         nocache_port, nocache_pg = start_app("nocache", redis_port, os.path.join(work, "nocache"),

@@ -4,21 +4,13 @@
 //! Redis, real SQLite, through `scripts/up`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use data20_e2e::{wait_until, Options, Subscriber, TestApp};
+use data20_e2e::{big_graph, wait_until, Options, Subscriber, TestApp};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 const FINISH: Duration = Duration::from_secs(60);
-
-/// A graph big enough that build_graph runs for a few seconds inside WebAssembly.
-fn big_graph(edges: usize) -> Value {
-    let edges: Vec<Value> = (0..edges)
-        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
-        .collect();
-    json!({"edges": edges, "title": "big"})
-}
 
 fn status_of(app: &TestApp, id: &str) -> Value {
     app.get(&format!("/api/jobs/{id}")).json()

@@ -2,20 +2,12 @@
 //! readable tool errors, against real Spin, real Redis and real SQLite.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use data20_e2e::{wait_for, Options, Subscriber, TestApp};
+use data20_e2e::{big_graph, wait_for, Options, Subscriber, TestApp};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
 const FINISH: Duration = Duration::from_secs(60);
-
-/// A graph big enough that build_graph runs for a few seconds inside WebAssembly.
-fn big_graph(edges: usize) -> Value {
-    let edges: Vec<Value> = (0..edges)
-        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
-        .collect();
-    json!({"edges": edges, "title": "big"})
-}
 
 fn kinds(events: &[Value]) -> Vec<&str> {
     events.iter().filter_map(|e| e["event"].as_str()).collect()

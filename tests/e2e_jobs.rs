@@ -2,7 +2,7 @@
 //! "no accepted job is lost" guarantees under Redis outages and worker crashes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use data20_e2e::{example_params, wait_for, Options, Subscriber, TestApp};
+use data20_e2e::{big_graph, example_params, wait_for, Options, Subscriber, TestApp};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,14 +12,6 @@ const FINISH: Duration = Duration::from_secs(30);
 fn is_rfc3339_utc(s: &str) -> bool {
     // 2026-11-26T13:33:52.123Z
     s.len() == 24 && s.as_bytes()[10] == b'T' && s.ends_with('Z') && s[..4].parse::<u32>().is_ok()
-}
-
-/// A graph big enough that the tool runs for a while inside WebAssembly.
-fn big_graph() -> Value {
-    let edges: Vec<Value> = (0..20_000)
-        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
-        .collect();
-    json!({"edges": edges, "title": "big"})
 }
 
 #[test]
@@ -446,7 +438,7 @@ fn redis_outage_jobs_still_complete_and_the_worker_comes_back() {
 fn a_job_whose_worker_is_killed_still_ends() {
     let app = TestApp::start();
     let sub = Subscriber::new(&app.redis.url());
-    let (id, _) = app.submit("build_graph", big_graph());
+    let (id, _) = app.submit("build_graph", big_graph(20_000));
     let mut first_start = None;
     let started = wait_for(FINISH, || {
         first_start = sub
@@ -497,7 +489,7 @@ fn a_job_whose_worker_is_killed_still_ends() {
 fn a_lost_run_is_taken_again_by_the_next_job_created_without_any_read_of_it() {
     let app = TestApp::start();
     let sub = Subscriber::new(&app.redis.url());
-    let (lost, _) = app.submit("build_graph", big_graph());
+    let (lost, _) = app.submit("build_graph", big_graph(20_000));
     let started = wait_for(FINISH, || {
         sub.drain(Duration::from_millis(20))
             .iter()

@@ -11,8 +11,8 @@
 #![allow(unsafe_code)] // setpgid, prctl(PR_SET_PDEATHSIG) and kill for node 2's processes.
 
 use data20_e2e::{
-    example_params, free_port, repo_root, spawn_group, spin_manifest, spin_pids_under, wait_for,
-    wait_until, Options, Reply, Subscriber, TestApp,
+    big_graph, example_params, free_port, repo_root, spawn_group, spin_manifest, spin_pids_under,
+    wait_for, wait_until, Options, Reply, Subscriber, TestApp,
 };
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
@@ -185,14 +185,6 @@ fn toml_string(path: &Path) -> String {
     toml::Value::String(path.to_string_lossy().into_owned()).to_string()
 }
 
-/// A graph big enough that `build_graph` runs for a while inside WebAssembly.
-fn big_graph() -> Value {
-    let edges: Vec<Value> = (0..20_000)
-        .map(|i| json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
-        .collect();
-    json!({"edges": edges, "title": "big"})
-}
-
 /// The ids of every job a node lists, newest first.
 fn listed_ids(reply: &Reply) -> Vec<String> {
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -306,9 +298,9 @@ fn killing_one_node_mid_job_leaves_no_job_unfinished() {
     let ids: Vec<String> = (0..6)
         .map(|n| {
             if n % 2 == 0 {
-                app.submit("build_graph", big_graph()).0
+                app.submit("build_graph", big_graph(20_000)).0
             } else {
-                node2.submit("build_graph", big_graph())
+                node2.submit("build_graph", big_graph(20_000))
             }
         })
         .collect();

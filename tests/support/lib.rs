@@ -715,3 +715,12 @@ pub fn example_params(tool: &str) -> Value {
     let v: Value = serde_json::from_str(&text).unwrap();
     v["examples"][0]["params"].clone()
 }
+
+/// A `build_graph` job on a graph of `edges` edges among 5 000 nodes: big enough at
+/// 20 000 that the tool runs for a few seconds inside WebAssembly (reporting progress).
+pub fn big_graph(edges: usize) -> Value {
+    let edges: Vec<Value> = (0..edges)
+        .map(|i| serde_json::json!({"source": format!("n{}", i % 5000), "target": format!("n{}", (i * 7919 + 13) % 5000)}))
+        .collect();
+    serde_json::json!({"edges": edges, "title": "big"})
+}
