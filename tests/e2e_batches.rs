@@ -238,3 +238,53 @@ fn a_worker_killed_mid_batch_loses_nothing() {
         "only the job that was running ran again"
     );
 }
+
+/// A worker runs its batch in order, so the jobs it claimed behind a long run go back
+/// to the queue as soon as another worker is free (data20-supervisor), instead of
+/// waiting out that run.
+#[test]
+fn jobs_claimed_behind_a_long_run_are_taken_by_a_free_worker() {
+    let app = TestApp::start_with(Options {
+        workers: 2,
+        worker_loops: Some(1),
+        ..Options::default()
+    });
+    // One job on each process while the batch is posted: the first to be free claims
+    // the whole batch in one statement.
+    for _ in 0..2 {
+        let (busy, _) = app.submit("build_graph", big_graph(20_000));
+        wait_until(Duration::from_secs(20), "a busy job to run", || {
+            status_of(&app, &busy)["status"] == "running"
+        });
+    }
+    let (slow, _) = app.submit("build_graph", big_graph(20_000));
+    let quick: Vec<String> = (0..3)
+        .map(|i| {
+            app.submit("text_stats", json!({"text": format!("quick {i}")}))
+                .0
+        })
+        .collect();
+    let slow_doc = app.wait_final(&slow, FINISH);
+    assert_eq!(slow_doc["status"], "completed", "{slow_doc}");
+    let ended =
+        |doc: &Value| humantime::parse_rfc3339(doc["finished_at"].as_str().unwrap()).unwrap();
+    for id in &quick {
+        let doc = app.wait_final(id, FINISH);
+        assert_eq!(doc["status"], "completed", "{doc}");
+        assert_eq!(doc["attempts"], 1, "released before it ever started: {doc}");
+        assert!(
+            ended(&doc) < ended(&slow_doc),
+            "{id} did not end before the job it was claimed behind: {doc} {slow_doc}"
+        );
+        assert_ne!(
+            runner_of(&app, id),
+            runner_of(&app, &slow),
+            "another worker ran it"
+        );
+    }
+    let log = app.log();
+    assert!(
+        log.contains("wait behind a long run: back in the queue"),
+        "the supervisor released the batch's waiting jobs:\n{log}"
+    );
+}

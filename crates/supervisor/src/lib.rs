@@ -11,6 +11,11 @@
 //!   time, so the wake-up is handled only when the instance running that job has ended.
 //!   If the instance trapped (memory cap, stack), the job is still `running` then, and
 //!   the worker fails it with `resource_exhausted` at once;
+//! - **release the jobs queued behind a long run**: a worker claims a batch and runs it
+//!   in order, so the jobs it claimed behind a job that has run for
+//!   [`RELEASE_WAITING_AFTER_MS`] go back to the queue, and every worker is woken to take
+//!   them; an idle worker starts them at once instead of after that run (a looping tool
+//!   holds its batch until the kill: without this, a job behind it would wait ~11 s);
 //! - **wake every worker** (at most once a second) while some job needs recovering: a
 //!   queued job nobody took (it was posted while no worker listened), a running job
 //!   whose lease ran out, the jobs a killed process leaves behind.
@@ -26,6 +31,12 @@ pub const LOOK_EVERY_MS: i64 = 250;
 // promised grace after the kill point.
 const _: () = assert!(KILL_AFTER_MS + LOOK_EVERY_MS + 200 <= HARD_LIMIT_GRACE_MS);
 
+/// A job running this long holds up the jobs its runner claimed behind it: they are
+/// released. A batch of quick jobs runs each in well under this; a look comes every
+/// [`LOOK_EVERY_MS`], so a waiting job is released at most ~350 ms after its batch
+/// stalled, which keeps a job behind a looping one within its own hard limit.
+pub const RELEASE_WAITING_AFTER_MS: i64 = 100;
+
 /// Between two general wake-ups.
 pub const WAKE_ALL_EVERY_MS: i64 = 1_000;
 pub use data20_domain::limits::QUEUED_WAKE_AFTER_MS;
@@ -36,7 +47,8 @@ pub struct RunningJob {
     pub id: String,
     pub tool: String,
     pub runner: String,
-    pub started_ms: i64,
+    /// `None`: claimed in a batch, waiting for its turn (never started).
+    pub started_ms: Option<i64>,
     /// The end of the job's own timeout (`None`: claimed by a build without hard limits).
     pub deadline_ms: Option<i64>,
     pub lease_ms: Option<i64>,
@@ -51,6 +63,8 @@ pub struct Snapshot {
     pub running: Vec<RunningJob>,
     /// Some queued job is older than [`QUEUED_WAKE_AFTER_MS`].
     pub old_queued: bool,
+    /// Subscription loops in each worker process (each runs one job at a time).
+    pub loops_per_worker: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +79,9 @@ pub enum Action {
         /// all; a job still within its timeout is freed and runs again instead.
         also: Vec<(String, String)>,
     },
+    /// Put back in the queue the jobs `runner` claimed but has not started, then wake
+    /// everyone to take them.
+    ReleaseWaiting(String),
     /// Publish a wake-up addressed to `worker`.
     WakeWorker(String),
     /// Publish an unaddressed wake-up.
@@ -103,7 +120,7 @@ pub fn plan(snap: &Snapshot, memory: &mut Memory) -> Vec<Action> {
         if past_hard_limit(job.deadline_ms, now, KILL_AFTER_MS) && !killed.contains(&worker) {
             killed.push(worker);
             let reason = |j: &RunningJob| {
-                let timeout_ms = j.deadline_ms.unwrap_or(now) - j.started_ms;
+                let timeout_ms = j.deadline_ms.unwrap_or(now) - j.started_ms.unwrap_or(now);
                 data20_domain::limits::hard_limit_error(&j.tool, timeout_ms)
             };
             let also = snap
@@ -121,6 +138,30 @@ pub fn plan(snap: &Snapshot, memory: &mut Memory) -> Vec<Action> {
                 reason: reason(job),
                 also,
             });
+        }
+    }
+    // The waiting jobs of every runner stalled on a long run (not of one being killed:
+    // the kill frees them), when some loop is free to take them: with none, they would
+    // only wait in the queue instead.
+    let busy_loops = snap
+        .running
+        .iter()
+        .filter(|j| j.deadline_ms.is_some() && owner(&j.runner, &snap.live_workers).is_some())
+        .count();
+    let free_loop = busy_loops < snap.live_workers.len() * snap.loops_per_worker;
+    for job in snap.running.iter().filter(|_| free_loop) {
+        let stalled = job.deadline_ms.is_some()
+            && job
+                .started_ms
+                .is_some_and(|s| now - s >= RELEASE_WAITING_AFTER_MS);
+        let has_waiting = || {
+            snap.running.iter().any(|w| {
+                w.runner == job.runner && w.started_ms.is_none() && w.deadline_ms.is_none()
+            })
+        };
+        let live = owner(&job.runner, &snap.live_workers).is_some_and(|w| !killed.contains(&w));
+        if stalled && live && has_waiting() {
+            actions.push(Action::ReleaseWaiting(job.runner.clone()));
         }
     }
     // One addressed wake-up per job a live worker runs, queued behind that run.
@@ -162,7 +203,7 @@ mod tests {
             id: id.into(),
             tool: "json_query".into(),
             runner: format!("worker:{worker}:0000-run"),
-            started_ms,
+            started_ms: Some(started_ms),
             deadline_ms: Some(started_ms + timeout_ms),
             lease_ms: Some(started_ms + timeout_ms + 5_000),
         }
@@ -174,6 +215,7 @@ mod tests {
             live_workers: live.iter().map(|w| w.to_string()).collect(),
             running,
             old_queued: false,
+            loops_per_worker: 1,
         }
     }
 
@@ -319,5 +361,63 @@ mod tests {
             !actions.contains(&Action::WakeWorker("1-aa".into())),
             "no wake-up for a process being killed"
         );
+    }
+
+    #[test]
+    fn jobs_claimed_behind_a_long_run_are_released_and_only_theirs() {
+        let mut memory = Memory::default();
+        let waiting = |id: &str, runner: &str| RunningJob {
+            started_ms: None,
+            deadline_ms: None,
+            runner: runner.into(),
+            ..job(id, "w", 0, 10_000)
+        };
+        let mut long = job("long", "w", 1_000, 10_000);
+        long.runner = "worker:w:loop1:r1".into();
+        let mut quick = job("quick", "w", 1_000 + RELEASE_WAITING_AFTER_MS, 10_000);
+        quick.runner = "worker:w:loop2:r2".into();
+        // Run but not recorded yet: started, no deadline. Not waiting: never released.
+        let mut ended = waiting("ended", "worker:w:loop1:r1");
+        ended.started_ms = Some(900);
+        let running = vec![
+            long,
+            quick,
+            ended,
+            waiting("behind-long", "worker:w:loop1:r1"),
+            waiting("behind-quick", "worker:w:loop2:r2"),
+        ];
+        // One process of three loops, two of them busy.
+        let at = |now: i64| {
+            let mut s = snap(now, &["w"], running.clone());
+            s.loops_per_worker = 3;
+            plan(&s, &mut Memory::default())
+        };
+        let releases = |actions: &[Action]| -> Vec<String> {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::ReleaseWaiting(r) => Some(r.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(releases(&at(1_000 + RELEASE_WAITING_AFTER_MS - 1)).is_empty());
+        // Both loops of the only process busy: nobody could take them.
+        let mut all_busy = snap(1_000 + RELEASE_WAITING_AFTER_MS, &["w"], running.clone());
+        all_busy.loops_per_worker = 2;
+        assert!(releases(&plan(&all_busy, &mut Memory::default())).is_empty());
+        all_busy.loops_per_worker = 3;
+        assert_eq!(
+            releases(&plan(&all_busy, &mut Memory::default())),
+            ["worker:w:loop1:r1"]
+        );
+        assert_eq!(
+            releases(&at(1_000 + RELEASE_WAITING_AFTER_MS)),
+            ["worker:w:loop1:r1"]
+        );
+        // A process being killed: its jobs are freed by the kill, not released.
+        let actions = plan(&snap(11_001 + KILL_AFTER_MS, &["w"], running), &mut memory);
+        assert_eq!(kills(&actions).len(), 1);
+        assert!(releases(&actions).is_empty(), "{actions:?}");
     }
 }

@@ -233,7 +233,7 @@ impl Store {
                     id: row.get(0)?,
                     tool: row.get(1)?,
                     runner: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    started_ms: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    started_ms: row.get(3)?,
                     deadline_ms: row.get(4)?,
                     lease_ms: row.get(5)?,
                 })
@@ -296,6 +296,19 @@ impl Store {
         free_leases(&tx, worker)?;
         tx.commit()?;
         Ok(event)
+    }
+
+    /// Puts back in the queue the jobs `runner` claimed and has not started (see
+    /// `data20_sqlite::batch`: no `started_ms`, no `deadline_ms`). A job it has run but
+    /// not recorded yet has a `started_ms` and stays. Answers how many.
+    fn release_waiting(&mut self, runner: &str) -> Result<usize> {
+        let conn = self.conn().context("no database")?;
+        Ok(conn.execute(
+            "UPDATE jobs SET status = 'queued', runner = NULL, lease_ms = NULL \
+             WHERE status = 'running' AND runner = ? \
+               AND started_ms IS NULL AND deadline_ms IS NULL",
+            [runner],
+        )?)
     }
 
     /// After `worker` died on its own: its running jobs may be taken over at once.
@@ -423,6 +436,7 @@ fn main() -> Result<()> {
                         .collect(),
                     running,
                     old_queued,
+                    loops_per_worker: config.loops,
                 };
                 for action in plan(&snapshot, &mut memory) {
                     act(action, &mut slots, &mut store, &mut bus, &mut memory);
@@ -503,6 +517,18 @@ fn act(action: Action, slots: &mut [Slot], store: &mut Store, bus: &mut Bus, mem
                 }
             }
         }
+        Action::ReleaseWaiting(runner) => match store.release_waiting(&runner) {
+            Ok(0) => {}
+            Ok(n) => {
+                log(&format!(
+                    "{n} job(s) claimed by {runner} wait behind a long run: back in the queue"
+                ));
+                bus.wake(None);
+            }
+            Err(e) => log(&format!(
+                "cannot release the jobs waiting on {runner}: {e:#}"
+            )),
+        },
         Action::WakeWorker(worker) => bus.wake(Some(&worker)),
         Action::WakeAll => bus.wake(None),
     }
@@ -589,6 +615,39 @@ mod tests {
                 "{component} has no trigger in spin.toml"
             );
         }
+    }
+
+    #[test]
+    fn releasing_puts_back_only_the_runner_s_jobs_that_never_started() {
+        let (mut store, dir) = store();
+        let far = now_ms() + 60_000;
+        running(&mut store, LOOPING, "worker:1-aa:run1", far);
+        running(&mut store, BESIDE, "worker:1-aa:run1", far);
+        running(&mut store, ELSEWHERE, "worker:1-aa:run2", far);
+        let conn = store.conn().unwrap();
+        // BESIDE was claimed and waits; ELSEWHERE waits too, on another runner; LOOPING
+        // is the one running.
+        conn.execute(
+            "UPDATE jobs SET started_ms = NULL, deadline_ms = NULL WHERE id IN (?, ?)",
+            [BESIDE, ELSEWHERE],
+        )
+        .unwrap();
+        assert_eq!(store.release_waiting("worker:1-aa:run1").unwrap(), 1);
+        let conn = store.conn().unwrap();
+        let row = |id: &str| -> (String, Option<String>, Option<i64>) {
+            conn.query_row(
+                "SELECT status, runner, lease_ms FROM jobs WHERE id = ?",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap()
+        };
+        assert_eq!(row(BESIDE), ("queued".into(), None, None));
+        assert_eq!(row(LOOPING).0, "running");
+        assert_eq!(row(ELSEWHERE).0, "running");
+        // Once released, nothing is left to release.
+        assert_eq!(store.release_waiting("worker:1-aa:run1").unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
