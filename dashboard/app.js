@@ -40,7 +40,8 @@
       const wait = headers && headers.get('retry-after');
       return `Too many requests from this address. Try again in ${wait || 'a few'} seconds.`;
     }
-    if (status === 401) return 'This action needs the API token.';
+    if (status === 401) return 'This needs a valid API key.';
+    if (status === 403) return 'Your API key may not do this (it lacks the scope).';
     if (status === 503) return `The server is temporarily unavailable: ${e.message || 'try again shortly'}.`;
     if (status === 413) return 'The request is too large (over 1 MiB).';
     return e.message || `The server answered ${status}.`;
@@ -54,16 +55,37 @@
     }
   }
 
-  async function api(path, options) {
-    const opts = Object.assign({ headers: {} }, options || {});
-    const token = sessionStorage.getItem('data20-token');
-    if (token && opts.method === 'POST') opts.headers.authorization = `Bearer ${token}`;
+  /** The API key this tab holds (closed mode), sent on every API call. */
+  function apiKey() {
+    return sessionStorage.getItem('data20-token');
+  }
+
+  async function call(path, options) {
+    const opts = Object.assign({}, options || {});
+    opts.headers = Object.assign({}, opts.headers || {});
+    const key = apiKey();
+    if (key) opts.headers.authorization = `Bearer ${key}`;
     const r = await fetch(path, opts);
     const text = await r.text();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
     if (!r.ok) throw new ApiError(r.status, body, r.headers);
     return body;
+  }
+
+  /** One prompt at a time, however many calls got a 401 together. */
+  let asking = null;
+
+  /** An API call; on a 401 (closed mode) asks for a key once and tries again. */
+  async function api(path, options) {
+    try {
+      return await call(path, options);
+    } catch (e) {
+      if (e.status !== 401) throw e;
+      asking = asking || askToken().finally(() => { asking = null; });
+      if (await asking) return call(path, options);
+      throw e;
+    }
   }
 
   function askToken() {
@@ -83,17 +105,11 @@
     });
   }
 
-  /** POST with a token prompt on 401 (asked once, then kept for the tab). */
+  /** POST JSON (with the key prompt of `api` on 401). */
   async function post(path, payload) {
-    const send = () => api(path, {
+    return api(path, {
       method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(payload),
     });
-    try {
-      return await send();
-    } catch (e) {
-      if (e.status === 401 && await askToken()) return send();
-      throw e;
-    }
   }
 
   function errorBox(err) {
@@ -378,6 +394,15 @@
     }
 
     const job = await refresh();
+    if (job && (job.status === 'queued' || job.status === 'running') && apiKey()) {
+      // EventSource cannot send an Authorization header: with a key, poll instead.
+      const timer = setInterval(async () => {
+        const j = await refresh();
+        if (!j || ['completed', 'failed', 'cancelled'].includes(j.status)) clearInterval(timer);
+      }, 1000);
+      stopPage = () => clearInterval(timer);
+      return;
+    }
     if (job && (job.status === 'queued' || job.status === 'running')) {
       source = new EventSource(`/api/jobs/${encodeURIComponent(id)}/events`);
       source.onmessage = refresh;
@@ -514,6 +539,71 @@
             : h('p', { class: 'form-error' }, 'Redis is unavailable: figures above come from SQLite alone.'))));
   }
 
+  // ---------------------------------------------------------------- keys
+
+  /** API keys (closed mode, admin keys): make one (its secret shown once), list, revoke. */
+  async function keysPage() {
+    const name = h('input', { type: 'text', id: 'key-name', required: true, maxlength: 64 });
+    const scopes = ['read', 'run', 'admin'].map((s) =>
+      h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'scope', value: s, checked: s === 'read' }), ` ${s}`));
+    const limit = h('input', { type: 'number', id: 'key-limit', min: 1 });
+    const made = h('div', { id: 'key-made', 'aria-live': 'polite' });
+    const list = h('tbody');
+    const error = h('div', { 'aria-live': 'polite' });
+
+    async function load() {
+      try {
+        const body = await api('/api/keys');
+        error.replaceChildren();
+        list.replaceChildren(...body.keys.map((k) => h('tr', { 'data-key': k.id },
+          h('td', {}, k.name), h('td', {}, h('code', {}, k.id.slice(0, 8) + '…')), h('td', {}, k.scopes.join(', ')),
+          h('td', {}, k.rate_limit_max === null ? 'default' : String(k.rate_limit_max)),
+          h('td', {}, k.revoked_at ? `revoked ${fmtTime(k.revoked_at)}` : h('button', {
+            type: 'button', class: 'secondary', 'aria-label': `Revoke ${k.name}`,
+            onclick: async () => {
+              try { await api(`/api/keys/${encodeURIComponent(k.id)}`, { method: 'DELETE' }); } catch (e) { error.replaceChildren(errorBox(e)); }
+              load();
+            },
+          }, 'Revoke')))));
+        if (!body.keys.length) list.append(h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No keys yet.')));
+      } catch (e) {
+        error.replaceChildren(errorBox(e));
+      }
+    }
+
+    const form = h('form', {
+      id: 'key-form',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const payload = {
+          name: name.value,
+          scopes: [...form.querySelectorAll('input[name=scope]:checked')].map((c) => c.value),
+        };
+        if (limit.value) payload.rate_limit_max = Number(limit.value);
+        try {
+          const k = await post('/api/keys', payload);
+          made.replaceChildren(h('p', {}, `Key "${k.name}" made. Copy it now: it is shown this once.`),
+            h('code', { id: 'key-secret', class: 'secret' }, k.key));
+          form.reset();
+          load();
+        } catch (e) {
+          made.replaceChildren(errorBox(e));
+        }
+      },
+    },
+    h('label', { for: 'key-name' }, 'Name'), name,
+    h('fieldset', {}, h('legend', {}, 'Scopes'), scopes),
+    h('label', { for: 'key-limit' }, 'Requests per window (empty: the default)'), limit,
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Make key')));
+
+    show(h('h1', {}, 'API keys'),
+      h('p', { class: 'muted' }, 'Closed mode only (api_token set); an admin key manages the keys.'),
+      h('section', { class: 'card' }, h('h2', {}, 'New key'), form, made),
+      h('section', { class: 'card' }, h('h2', {}, 'Keys'), error,
+        h('table', {}, h('thead', {}, h('tr', {}, ['Name', 'Id', 'Scopes', 'Limit', ''].map((c) => h('th', {}, c)))), list)));
+    load();
+  }
+
   // ---------------------------------------------------------------- routing
 
   async function route() {
@@ -531,6 +621,7 @@
     else if (parts[0] === 'jobs' && parts[1]) await jobPage(parts[1]);
     else if (parts[0] === 'jobs') await jobsPage(query);
     else if (parts[0] === 'stats') await statsPage();
+    else if (parts[0] === 'keys') await keysPage();
     else await toolsPage();
     main.focus({ preventScroll: true });
   }

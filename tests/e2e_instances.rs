@@ -126,14 +126,22 @@ fn a_token_never_outlives_its_request() {
         }
         app.request("POST", "/api/run", &headers, Some(body.as_bytes()))
     });
+    // The keyless client gets 401s, then 429s once its IP has had its share of 401s
+    // (`gate::UNAUTHORIZED_MAX`): never a 202.
+    let mut refused = 0;
     for (client, reply) in &results {
-        assert_eq!(
-            reply.status,
-            [202, 401][*client],
-            "client {client}: {}",
-            reply.text()
-        );
+        if *client == 0 {
+            assert_eq!(reply.status, 202, "client 0: {}", reply.text());
+        } else {
+            assert!(
+                matches!(reply.status, 401 | 429),
+                "client 1: {}",
+                reply.text()
+            );
+            refused += usize::from(reply.status == 401);
+        }
     }
+    assert!(refused > 0, "the keyless client was answered 401 first");
 }
 
 /// Redis stops and starts twice while 4 clients post jobs and read tools through
@@ -141,15 +149,37 @@ fn a_token_never_outlives_its_request() {
 /// that got a 202 completes.
 #[test]
 fn redis_outages_under_load_drop_no_request_and_lose_no_job() {
-    let mut app = TestApp::start_with(Options {
+    outages_under_load(
+        TestApp::start_with(Options {
+            workers: 1,
+            ..Options::default()
+        }),
+        None,
+    );
+}
+
+/// The same in closed mode: every client holds a key, checked in SQLite on every
+/// request while Redis is down too.
+#[test]
+fn redis_outages_under_load_drop_no_request_and_lose_no_job_in_closed_mode() {
+    let app = TestApp::start_with(Options {
         workers: 1,
+        variables: vec![("api_token".into(), "outage-admin".into())],
         ..Options::default()
     });
+    let (_, key) = app.make_key("outage-admin", "poster", &["read", "run"], None);
+    app.use_key(&key);
+    outages_under_load(app, Some(key));
+}
+
+fn outages_under_load(mut app: TestApp, key: Option<String>) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let auth = key.map(|k| format!("Bearer {k}"));
     let clients: Vec<_> = (0..4)
         .map(|c| {
             let stop = Arc::clone(&stop);
             let base = app.base.clone();
+            let auth = auth.clone();
             std::thread::spawn(move || {
                 let agent = ureq::AgentBuilder::new()
                     .timeout(Duration::from_secs(30))
@@ -158,16 +188,19 @@ fn redis_outages_under_load_drop_no_request_and_lose_no_job() {
                 let mut i = 0u32;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
+                    let with_key = |r: ureq::Request| match &auth {
+                        Some(a) => r.set("authorization", a),
+                        None => r,
+                    };
                     let result = if i.is_multiple_of(2) {
-                        agent
-                            .post(&format!("{base}/api/run"))
+                        with_key(agent.post(&format!("{base}/api/run")))
                             .set("content-type", "application/json")
                             .send_string(
                                 &json!({"tool": "text_stats", "params": {"text": format!("client {c} post {i}")}})
                                     .to_string(),
                             )
                     } else {
-                        agent.get(&format!("{base}/api/tools")).call()
+                        with_key(agent.get(&format!("{base}/api/tools"))).call()
                     };
                     match result {
                         Ok(r) | Err(ureq::Error::Status(_, r)) => {

@@ -189,7 +189,7 @@ fn the_limiter_fails_open_by_default_and_closed_when_configured() {
 }
 
 #[test]
-fn post_routes_need_the_bearer_token_when_one_is_set() {
+fn every_api_route_but_health_and_docs_needs_a_key_when_a_token_is_set() {
     let app = TestApp::start_with(Options {
         workers: 0,
         variables: vec![("api_token".into(), "s3cret-token".into())],
@@ -212,29 +212,14 @@ fn post_routes_need_the_bearer_token_when_one_is_set() {
     post(Some("Bearer wrong")).assert_error(401, "unauthorized");
     post(Some("s3cret-token")).assert_error(401, "unauthorized");
     assert_eq!(post(Some("Bearer s3cret-token")).status, 202);
-    // Read routes stay open.
-    assert_eq!(app.get("/api/tools").status, 200);
-    assert_eq!(app.get("/api/jobs").status, 200);
-}
-
-/// Sends raw bytes (for headers no HTTP client library will send) and answers the
-/// status and body.
-fn raw(app: &TestApp, request: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let addr = app.base.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
-        .unwrap();
-    s.write_all(request).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    // Closed mode: reads need a key too; health, OpenAPI and the docs page do not.
+    app.get("/api/tools").assert_error(401, "unauthorized");
+    app.get("/api/jobs").assert_error(401, "unauthorized");
+    let admin = [("authorization", "Bearer s3cret-token")];
+    assert_eq!(app.request("GET", "/api/tools", &admin, None).status, 200);
+    for open in ["/api/health", "/api/openapi.json", "/api/docs"] {
+        assert_eq!(app.get(open).status, 200, "{open}");
+    }
 }
 
 /// (method, path, headers, body, expected status, expected error code)
@@ -458,7 +443,7 @@ fn hostile_requests_get_clear_4xx_json_errors() {
     ] {
         let req =
             format!("GET /api/jobs/{job}/{path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-        let (status, text) = raw(&app, req.as_bytes());
+        let (status, text) = app.raw(req.as_bytes());
         assert_eq!(status, 404, "{path}: {text}");
         assert!(text.contains("\"not_found\""), "{text}");
     }
@@ -474,9 +459,9 @@ fn hostile_requests_get_clear_4xx_json_errors() {
         chunked.extend_from_slice(b"\r\n");
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
-    let (status, text) = raw(&app, &chunked);
+    let (status, text) = app.raw(&chunked);
     assert_eq!(status, 413, "{}", &text[..text.len().min(300)]);
-    let (status, _) = raw(&app, b"POST /api/run HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 99999999\r\nconnection: close\r\n\r\n");
+    let (status, _) = app.raw(b"POST /api/run HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 99999999\r\nconnection: close\r\n\r\n");
     assert_eq!(status, 413);
 
     // The jobs table survived the injection attempts, and nothing answered 5xx.

@@ -184,22 +184,57 @@ test('jobs list and stats panel', async () => {
   await page.screenshot({ path: join(artifacts, '7-stats-narrow.png'), fullPage: true });
 });
 
-test('the token is asked for once and sent on POST', async () => {
-  const app = await startApp({ api_token: 't0ken-for-test' });
+test('closed mode: a key is asked for once and the page shows only that key\'s jobs', async () => {
+  const admin = 't0ken-for-test';
+  const app = await startApp({ api_token: admin });
+  const asAdmin = { authorization: `Bearer ${admin}`, 'content-type': 'application/json' };
+  const makeKey = async (name) => {
+    const r = await fetch(`${app.url}/api/keys`, { method: 'POST', headers: asAdmin, body: JSON.stringify({ name, scopes: ['read', 'run'] }) });
+    assert.equal(r.status, 201);
+    return (await r.json()).key;
+  };
+  const alice = await makeKey('alice');
+  const bob = await makeKey('bob');
+  const bobs = await fetch(`${app.url}/api/run`, {
+    method: 'POST', headers: { authorization: `Bearer ${bob}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tool: 'text_stats', params: { text: 'bob only' } }),
+  });
+  assert.equal(bobs.status, 202);
+  const bobsJob = (await bobs.json()).job_id;
+
   const page = await browser.newPage();
   await page.goto(`${app.url}/#/tools/text_stats`);
+  await page.getByLabel('API key', { exact: true }).fill(alice);
+  await page.getByRole('button', { name: 'Use key' }).click();
   await page.locator('#run-form').waitFor();
   await page.getByRole('button', { name: 'Run' }).click();
-  await page.getByLabel('Token', { exact: true }).fill('t0ken-for-test');
-  await page.getByRole('button', { name: 'Use token' }).click();
   await page.locator('[data-status="completed"]').waitFor({ timeout: 30000 });
-  // A second run reuses the token: no dialog this time.
-  await page.goto(`${app.url}/#/tools/text_stats`);
-  await page.locator('#run-form').waitFor();
-  await page.getByRole('button', { name: 'Run' }).click();
-  await page.waitForURL(/#\/jobs\//);
+  const alicesJob = decodeURIComponent(page.url().split('#/jobs/')[1]);
+  // The key is kept for the tab: no dialog again, and the list holds alice's job only.
+  await page.goto(`${app.url}/#/jobs`);
+  await page.locator(`a[href="#/jobs/${alicesJob}"]`).waitFor();
   assert.equal(await page.locator('#token-dialog[open]').count(), 0);
-  await page.screenshot({ path: join(artifacts, '8-token-run.png'), fullPage: true });
+  assert.equal(await page.locator(`a[href="#/jobs/${bobsJob}"]`).count(), 0);
+  assert.equal(await page.locator('tbody tr').count(), 1);
+  await page.screenshot({ path: join(artifacts, '8-key-jobs.png'), fullPage: true });
+
+  // An admin makes a key and revokes it on the Keys page.
+  const adminPage = await browser.newPage();
+  await adminPage.goto(`${app.url}/#/keys`);
+  await adminPage.getByLabel('API key', { exact: true }).fill(admin);
+  await adminPage.getByRole('button', { name: 'Use key' }).click();
+  await adminPage.locator('tr[data-key]').first().waitFor();
+  await adminPage.getByLabel('Name').fill('from-the-dashboard');
+  await adminPage.getByRole('button', { name: 'Make key' }).click();
+  const secret = (await adminPage.locator('#key-secret').textContent()).trim();
+  assert.match(secret, /^d20_[0-9a-f]{32}_[0-9a-f]{64}$/);
+  const works = await fetch(`${app.url}/api/tools`, { headers: { authorization: `Bearer ${secret}` } });
+  assert.equal(works.status, 200);
+  await adminPage.getByRole('button', { name: 'Revoke from-the-dashboard' }).click();
+  await adminPage.locator('tr[data-key]', { hasText: 'revoked' }).waitFor();
+  await adminPage.screenshot({ path: join(artifacts, '9-keys.png'), fullPage: true });
+  const revoked = await fetch(`${app.url}/api/tools`, { headers: { authorization: `Bearer ${secret}` } });
+  assert.equal(revoked.status, 401);
 });
 
 test('rate limiting and a Redis outage are explained in words', async () => {

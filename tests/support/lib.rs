@@ -214,6 +214,9 @@ pub struct TestApp {
     up: Option<Child>,
     options: Options,
     agent: ureq::Agent,
+    /// Sent as `Authorization: Bearer …` by [`TestApp::request`] when a request names
+    /// no `authorization` of its own (closed mode; see [`TestApp::use_key`]).
+    bearer: std::sync::Mutex<Option<String>>,
 }
 
 pub struct Reply {
@@ -326,6 +329,7 @@ impl TestApp {
             up: None,
             options,
             agent,
+            bearer: std::sync::Mutex::new(None),
         };
         app.start_up();
         app
@@ -496,6 +500,14 @@ impl TestApp {
         for (k, v) in headers {
             req = req.set(k, v);
         }
+        let bearer = self.bearer.lock().unwrap().clone();
+        if let Some(key) = bearer.filter(|_| {
+            !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        }) {
+            req = req.set("authorization", &format!("Bearer {key}"));
+        }
         let result = match body {
             Some(b) => req.send_bytes(b),
             None => req.call(),
@@ -504,6 +516,63 @@ impl TestApp {
             Ok(r) | Err(ureq::Error::Status(_, r)) => Reply::read(r),
             Err(e) => panic!("{method} {path}: {e}\n--- app log ---\n{}", self.log()),
         }
+    }
+
+    /// Sends raw bytes (for headers no HTTP client library will send) and answers the
+    /// status and body.
+    pub fn raw(&self, request: &[u8]) -> (u16, String) {
+        use std::io::{Read, Write};
+        let addr = self.base.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, text)
+    }
+
+    /// From now on every helper request carries this key (closed mode).
+    pub fn use_key(&self, key: &str) {
+        *self.bearer.lock().unwrap() = Some(key.to_string());
+    }
+
+    /// Makes an API key (the app in closed mode with `admin_token`); answers its id
+    /// and its secret.
+    pub fn make_key(
+        &self,
+        admin_token: &str,
+        name: &str,
+        scopes: &[&str],
+        rate_limit_max: Option<u64>,
+    ) -> (String, String) {
+        let body =
+            serde_json::json!({"name": name, "scopes": scopes, "rate_limit_max": rate_limit_max})
+                .to_string();
+        let auth = format!("Bearer {admin_token}");
+        let r = self.request(
+            "POST",
+            "/api/keys",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        assert_eq!(v["name"], name);
+        assert_eq!(v["scopes"].as_array().unwrap().len(), scopes.len());
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        )
     }
 
     pub fn get(&self, path: &str) -> Reply {

@@ -1,9 +1,10 @@
 //! Job control: POST /api/jobs/{id}/cancel and POST /api/jobs/{id}/retry. Both need
 //! the bearer token when `api_token` is set, as POST /api/run does.
 
+use data20_domain::access::Scope;
 use data20_domain::{ApiError, JobId};
-use data20_http::gate::gated;
-use data20_http::{error, header};
+use data20_http::error;
+use data20_http::gate::{gated, Need};
 use data20_http::{Request, Response};
 use data20_jobs::{db_error, Cancel, Jobs};
 use data20_sqlite::Db;
@@ -29,25 +30,35 @@ pub enum Action {
 pub async fn handle(req: &Request, action: Action, raw_id: &str) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(req, &settings, &redis, None, async |_| {
-        let answer = async {
-            data20_http::auth::check_bearer(settings.api_token(), header(req, "authorization")?)?;
-            let id = JobId::parse(raw_id)?;
-            let db = Db::open().await.map_err(db_error)?;
-            let jobs = Jobs {
-                db: &db,
-                redis: &redis,
-                settings: &settings,
-                source: "api",
-            };
-            match action {
-                Action::Cancel => cancel(&jobs, &id).await,
-                Action::Retry => retry(&jobs, &id).await,
+    gated(
+        req,
+        &settings,
+        &redis,
+        None,
+        Need::Scope(Scope::Run),
+        async |_, caller| {
+            let answer = async {
+                let id = JobId::parse(raw_id)?;
+                let db = Db::open().await.map_err(db_error)?;
+                if !caller.sees_all() {
+                    let job = db.job(&id).await.map_err(db_error)?;
+                    caller.check_sees(job.as_ref().and_then(|j| j.owner.as_deref()), &id)?;
+                }
+                let jobs = Jobs {
+                    db: &db,
+                    redis: &redis,
+                    settings: &settings,
+                    source: "api",
+                };
+                match action {
+                    Action::Cancel => cancel(&jobs, &id).await,
+                    Action::Retry => retry(&jobs, &id).await,
+                }
             }
-        }
-        .await;
-        answer.unwrap_or_else(|e| error(&e))
-    })
+            .await;
+            answer.unwrap_or_else(|e| error(&e))
+        },
+    )
     .await
 }
 

@@ -2,7 +2,9 @@
 //! (from SQLite, so it works whether the job is queued, running or long finished),
 //! then follows new ones until the job ends, and closes. `Last-Event-ID` resumes.
 
+use data20_domain::access::{Caller, Scope};
 use data20_domain::{ApiError, JobId, Settings};
+use data20_http::gate::Need;
 use data20_http::{error, Request, Response};
 use data20_jobs::{db_error, Jobs};
 use data20_redis::Redis;
@@ -28,9 +30,10 @@ pub fn route(path: &str) -> Option<&str> {
 pub async fn stream(req: &Request, raw_id: &str) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    let (rate, admitted) = data20_http::gate::admit(req, &settings, &redis, None).await;
+    let need = Need::Scope(Scope::Read);
+    let (rate, admitted) = data20_http::gate::admit(req, &settings, &redis, None, need).await;
     let opened = match admitted {
-        Ok(_) => open(req, raw_id).await,
+        Ok((_, caller)) => open(req, raw_id, &caller).await,
         Err(e) => Err(e),
     };
     let (id, last_seq, db) = match opened {
@@ -83,7 +86,7 @@ pub async fn stream(req: &Request, raw_id: &str) -> Response {
     })
 }
 
-async fn open(req: &Request, raw_id: &str) -> Result<(JobId, i64, Db), ApiError> {
+async fn open(req: &Request, raw_id: &str, caller: &Caller) -> Result<(JobId, i64, Db), ApiError> {
     let id = JobId::parse(raw_id)?;
     let last_seq = match data20_http::header(req, "last-event-id")? {
         None => 0,
@@ -92,10 +95,12 @@ async fn open(req: &Request, raw_id: &str) -> Result<(JobId, i64, Db), ApiError>
         })?,
     };
     let db = Db::open().await.map_err(db_error)?;
-    db.job(&id)
+    let job = db
+        .job(&id)
         .await
         .map_err(db_error)?
         .ok_or_else(|| ApiError::NotFound(format!("no job with id {id}")))?;
+    caller.check_sees(job.owner.as_deref(), &id)?;
     Ok((id, last_seq, db))
 }
 

@@ -1,8 +1,9 @@
 //! Buffered routes: status (Redis first), list (keyset pages) and outputs.
 
+use data20_domain::access::{Caller, Scope};
 use data20_domain::registry::is_safe_file_name;
 use data20_domain::{ApiError, JobId, ListFilter};
-use data20_http::gate::{gated, Cached};
+use data20_http::gate::{gated, Cached, Need};
 use data20_http::{error, Query};
 use data20_http::{Params, Request, Response};
 use data20_jobs::{db_error, Jobs};
@@ -24,48 +25,75 @@ pub async fn status(req: &Request, params: &Params) -> Response {
     let redis = data20_http::redis(&settings);
     let id = match JobId::parse(params.get("id").unwrap_or_default()) {
         Ok(id) => id,
-        Err(e) => return gated(req, &settings, &redis, None, async |_| error(&e)).await,
+        Err(e) => return gated(req, &settings, &redis, None, READ, async |_, _| error(&e)).await,
     };
     let key = keys::job_status(&id);
     let read = CacheRead {
         key: &key,
         counter: "job_status",
     };
-    gated(req, &settings, &redis, Some(read), async |cached| {
-        or_error(
-            async {
-                let cache = match cached {
-                    Cached::Hit(bytes) => {
-                        let mut resp = data20_http::json_bytes(200, bytes);
-                        resp.set_header("x-cache", "HIT");
-                        return Ok(resp);
+    gated(
+        req,
+        &settings,
+        &redis,
+        Some(read),
+        READ,
+        async |cached, caller| {
+            or_error(
+                async {
+                    let cache = match cached {
+                        // Closed mode: the document names its owner; another key's job is
+                        // served the 404 a missing one gets.
+                        Cached::Hit(bytes)
+                            if !caller.sees_all() && !cached_owner_is(&bytes, &caller) =>
+                        {
+                            return Err(ApiError::NotFound(format!("no job with id {id}")));
+                        }
+                        Cached::Hit(bytes) => {
+                            let mut resp = data20_http::json_bytes(200, bytes);
+                            resp.set_header("x-cache", "HIT");
+                            return Ok(resp);
+                        }
+                        Cached::Miss => "MISS",
+                        Cached::Bypass => "BYPASS",
+                    };
+                    let db = Db::open().await.map_err(db_error)?;
+                    let jobs = Jobs {
+                        db: &db,
+                        redis: &redis,
+                        settings: &settings,
+                        source: "api",
+                    };
+                    let record = jobs.load(&id).await?;
+                    caller.check_sees(record.owner.as_deref(), &id)?;
+                    let mut resp = data20_http::json(200, &record.view());
+                    resp.set_header("x-cache", cache);
+                    if Jobs::is_stale(&record) {
+                        if let Some(work) = recover_stale(db, &settings, &redis, &record).await {
+                            resp = resp.then(work);
+                        }
+                    } else if cache == "MISS" {
+                        jobs.cache_status(&record).await;
                     }
-                    Cached::Miss => "MISS",
-                    Cached::Bypass => "BYPASS",
-                };
-                let db = Db::open().await.map_err(db_error)?;
-                let jobs = Jobs {
-                    db: &db,
-                    redis: &redis,
-                    settings: &settings,
-                    source: "api",
-                };
-                let record = jobs.load(&id).await?;
-                let mut resp = data20_http::json(200, &record.view());
-                resp.set_header("x-cache", cache);
-                if Jobs::is_stale(&record) {
-                    if let Some(work) = recover_stale(db, &settings, &redis, &record).await {
-                        resp = resp.then(work);
-                    }
-                } else if cache == "MISS" {
-                    jobs.cache_status(&record).await;
+                    Ok(resp)
                 }
-                Ok(resp)
-            }
-            .await,
-        )
-    })
+                .await,
+            )
+        },
+    )
     .await
+}
+
+const READ: Need = Need::Scope(Scope::Read);
+
+/// Whether a cached status document is `caller`'s job (its `owner` is the caller's key).
+fn cached_owner_is(bytes: &[u8], caller: &Caller) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Owned<'a> {
+        #[serde(borrow)]
+        owner: Option<std::borrow::Cow<'a, str>>,
+    }
+    serde_json::from_slice::<Owned<'_>>(bytes).is_ok_and(|doc| caller.may_see(doc.owner.as_deref()))
 }
 
 /// A job nobody runs any more, seen by a read. Reads never run tool code where a
@@ -120,13 +148,26 @@ pub async fn run_inline(db: Db, id: JobId, tool: String, what: &'static str) {
 pub async fn list(req: &Request) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(req, &settings, &redis, None, async |_| list_jobs(req).await).await
+    gated(req, &settings, &redis, None, READ, async |_, caller| {
+        list_jobs(req, &caller).await
+    })
+    .await
 }
 
-async fn list_jobs(req: &Request) -> Response {
+async fn list_jobs(req: &Request, caller: &Caller) -> Response {
     or_error(
         async {
-            let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor"])?;
+            let q = Query::parse(req.query(), &["status", "tool", "limit", "cursor", "owner"])?;
+            // A key sees its own jobs; open mode and admin keys see all, or one owner's.
+            let owner = match (caller.sees_all(), q.get("owner")) {
+                (true, owner) => owner,
+                (false, Some(_)) => {
+                    return Err(ApiError::Forbidden(
+                        "only an admin key may filter jobs by owner".into(),
+                    ))
+                }
+                (false, None) => caller.owner(),
+            };
             let filter = ListFilter::parse(
                 q.get("status"),
                 q.get("tool"),
@@ -134,7 +175,7 @@ async fn list_jobs(req: &Request) -> Response {
                 q.get("cursor"),
             )?;
             let db = Db::open().await.map_err(db_error)?;
-            let (rows, more) = db.list_jobs(&filter).await.map_err(db_error)?;
+            let (rows, more) = db.list_jobs(&filter, owner).await.map_err(db_error)?;
             let next_cursor = more.then(|| {
                 let last = &rows[rows.len() - 1];
                 data20_domain::Cursor {
@@ -157,13 +198,13 @@ async fn list_jobs(req: &Request) -> Response {
 pub async fn output(req: &Request, params: &Params) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(req, &settings, &redis, None, async |_| {
-        output_file(params).await
+    gated(req, &settings, &redis, None, READ, async |_, caller| {
+        output_file(params, &caller).await
     })
     .await
 }
 
-async fn output_file(params: &Params) -> Response {
+async fn output_file(params: &Params, caller: &Caller) -> Response {
     or_error(async {
         let id = JobId::parse(params.get("id").unwrap_or_default())?;
         let name = params.get("name").unwrap_or_default();
@@ -171,6 +212,10 @@ async fn output_file(params: &Params) -> Response {
             return Err(ApiError::NotFound("no such output".into()));
         }
         let db = Db::open().await.map_err(db_error)?;
+        if !caller.sees_all() {
+            let job = db.job(&id).await.map_err(db_error)?;
+            caller.check_sees(job.as_ref().and_then(|j| j.owner.as_deref()), &id)?;
+        }
         match db.job_output(&id, name).await.map_err(db_error)? {
             Some((content_type, bytes)) => {
                 let mut resp = Response::new(200, bytes);

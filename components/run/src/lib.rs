@@ -10,9 +10,10 @@ extern crate sdk5 as spin_sdk;
 #[cfg(feature = "sdk6")]
 extern crate sdk6 as spin_sdk;
 
+use data20_domain::access::{Caller, Scope};
 use data20_domain::idempotency::{self, IdempotencyKey};
 use data20_domain::{ApiError, Settings};
-use data20_http::gate::Cached;
+use data20_http::gate::{Cached, Need};
 use data20_http::{error, header, io, Ctx, Request, Response};
 use data20_jobs::{Dispatch, Jobs, Submitted};
 use data20_redis::gate::CacheRead;
@@ -59,7 +60,8 @@ async fn handle(request: Request) -> Response {
             &settings,
             &redis,
             Some(registry),
-            async |cached| match run(&request, &settings, &redis, cached).await {
+            Need::Scope(Scope::Run),
+            async |cached, caller| match run(&request, &settings, &redis, cached, &caller).await {
                 Ok(resp) => resp,
                 Err(e) => error(&e),
             },
@@ -86,8 +88,8 @@ async fn run(
     settings: &Settings,
     redis: &Redis,
     cached: Cached,
+    caller: &Caller,
 ) -> Result<Response, ApiError> {
-    data20_http::auth::check_bearer(settings.api_token(), header(req, "authorization")?)?;
     if let Some(ct) = header(req, "content-type")? {
         if !ct.to_ascii_lowercase().starts_with("application/json") {
             return Err(ApiError::UnsupportedMediaType(
@@ -128,10 +130,7 @@ async fn run(
         .map(IdempotencyKey::parse)
         .transpose()?;
     let scope = match &key {
-        Some(_) => idempotency::scope(
-            settings.api_token().and(bearer(req)?),
-            &data20_http::gate::identity(req, settings)?,
-        ),
+        Some(_) => idempotency::scope(caller.owner(), &data20_http::gate::identity(req, settings)?),
         None => String::new(),
     };
     let fingerprint = idempotency::fingerprint(&body.tool, &body.params);
@@ -160,7 +159,9 @@ async fn run(
         record,
         dispatch,
         replayed,
-    } = jobs.submit(spec, &body.params, stored_key).await?;
+    } = jobs
+        .submit(spec, &body.params, stored_key, caller.owner())
+        .await?;
     // The 202 goes out first: whatever the tool does (trap, loop) cannot cost the client
     // its answer, and the job is already in SQLite. With a worker subscribed the worker
     // runs it (and recovers lost runs as it drains): the POST does nothing more.
@@ -196,16 +197,6 @@ async fn run(
         resp.set_header("idempotent-replayed", "true");
     }
     Ok(resp)
-}
-
-/// The bearer token a client presented (already checked against `api_token`).
-fn bearer(req: &Request) -> Result<Option<&str>, ApiError> {
-    Ok(header(req, "authorization")?
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim))
 }
 
 /// Malformed JSON and wrong shapes are 400s with serde's explanation.

@@ -2,7 +2,7 @@
 //! GET /api/docs (a self-contained page that renders it; no network needed).
 
 use data20_domain::ApiError;
-use data20_http::gate::gated;
+use data20_http::gate::{gated, Need};
 use data20_http::{Request, Response};
 
 async fn file(req: &Request, path: &str, content_type: &str) -> Response {
@@ -13,7 +13,8 @@ async fn file(req: &Request, path: &str, content_type: &str) -> Response {
         &settings,
         &redis,
         None,
-        async |_| match std::fs::read(path) {
+        Need::Public,
+        async |_, _| match std::fs::read(path) {
             Ok(bytes) => {
                 let mut resp = Response::new(200, bytes);
                 resp.set_header("content-type", content_type);

@@ -1,6 +1,7 @@
 //! GET /api/health: `ok` when Redis and SQLite answer, `degraded` when only Redis is
 //! down (the API still works from SQLite), 503 only when SQLite is unusable.
 
+use data20_http::gate::Need;
 use data20_http::{Request, Response};
 use data20_redis::Redis;
 use data20_sqlite::Db;
@@ -16,7 +17,7 @@ struct Health {
 pub async fn handle(req: Request) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    data20_http::gate::gated(&req, &settings, &redis, None, async |_| {
+    data20_http::gate::gated(&req, &settings, &redis, None, Need::Public, async |_, _| {
         health(&redis).await
     })
     .await

@@ -3,8 +3,9 @@
 //! and Redis's own figures from `INFO`. With Redis down the SQLite figures remain and
 //! `redis.available` is false.
 
+use data20_domain::access::Scope;
 use data20_domain::limits;
-use data20_http::gate::gated;
+use data20_http::gate::{gated, Need};
 use data20_http::{Request, Response};
 use data20_jobs::db_error;
 use data20_redis::{keys, Redis};
@@ -15,16 +16,21 @@ use std::collections::HashMap;
 pub async fn handle(req: Request) -> Response {
     let settings = data20_http::settings().await;
     let redis = data20_http::redis(&settings);
-    gated(&req, &settings, &redis, None, async |_| {
-        match stats(&redis).await {
+    gated(
+        &req,
+        &settings,
+        &redis,
+        None,
+        Need::Scope(Scope::Admin),
+        async |_, _| match stats(&redis).await {
             Ok(v) => {
                 let mut resp = data20_http::json(200, &v);
                 resp.set_header("cache-control", "no-store");
                 resp
             }
             Err(e) => data20_http::error(&e),
-        }
-    })
+        },
+    )
     .await
 }
 

@@ -11,9 +11,10 @@ extern crate sdk5 as spin_sdk;
 #[cfg(feature = "sdk6")]
 extern crate sdk6 as spin_sdk;
 
+use data20_domain::access::Scope;
 use data20_domain::etag::{etag_for, if_none_match};
 use data20_domain::{ApiError, Settings};
-use data20_http::gate::{gated, Cached};
+use data20_http::gate::{gated, Cached, Need};
 use data20_http::{error, header, Ctx, Params, Query, Request, Response};
 use data20_redis::gate::CacheRead;
 use data20_redis::{keys, Redis};
@@ -89,27 +90,34 @@ async fn respond(
         key: keys::TOOL_REGISTRY,
         counter: "tool_registry",
     };
-    gated(req, &settings, &redis, Some(read), async |cached| {
-        let result = match header(req, "if-none-match") {
-            Ok(inm) => body(&settings, &redis, cached).await.map(|b| (inm, b)),
-            Err(e) => Err(e),
-        };
-        match result {
-            Err(e) => error(&e),
-            Ok((inm, (body, cache))) => {
-                let etag = etag_for(&body);
-                let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
-                    Response::empty(304)
-                } else {
-                    data20_http::json_bytes(200, body)
-                };
-                resp.set_header("etag", etag);
-                resp.set_header("cache-control", "no-cache");
-                resp.set_header("x-cache", cache);
-                resp
+    gated(
+        req,
+        &settings,
+        &redis,
+        Some(read),
+        Need::Scope(Scope::Read),
+        async |cached, _| {
+            let result = match header(req, "if-none-match") {
+                Ok(inm) => body(&settings, &redis, cached).await.map(|b| (inm, b)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) => error(&e),
+                Ok((inm, (body, cache))) => {
+                    let etag = etag_for(&body);
+                    let mut resp = if inm.is_some_and(|h| if_none_match(h, &etag)) {
+                        Response::empty(304)
+                    } else {
+                        data20_http::json_bytes(200, body)
+                    };
+                    resp.set_header("etag", etag);
+                    resp.set_header("cache-control", "no-cache");
+                    resp.set_header("x-cache", cache);
+                    resp
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 

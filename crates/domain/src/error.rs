@@ -22,6 +22,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unauthorized(String),
+    /// A valid key without the scope the route needs.
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is valid but the resource's state does not allow it (cancel a
     /// finished job, retry a completed one).
     #[error("{0}")]
@@ -44,6 +47,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden(_) => 403,
             ApiError::NotFound(_) => 404,
             ApiError::Conflict(_) => 409,
             ApiError::IdempotencyKeyReused(_) => 422,
@@ -62,6 +66,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",

@@ -152,6 +152,10 @@ pub struct JobView {
     /// The job that retries this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_by: Option<JobId>,
+    /// The id of the key that created it (closed mode only): what keeps a cached
+    /// status document from being served to another key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub links: JobLinks,
 }
 

@@ -15,10 +15,10 @@ pub fn job_status(job_id: &impl std::fmt::Display) -> String {
     format!("job:{job_id}:status")
 }
 
-/// `api:{ip}:{window}`: one rate-limit counter per client and fixed window (the
-/// caller passes a parsed IP address and the window's index).
-pub fn rate_limit(ip: &std::net::IpAddr, window: u64) -> String {
-    format!("api:{ip}:{window}")
+/// `api:{client}:{window}`: one rate-limit counter per client and fixed window (the
+/// caller passes a parsed IP address, or `key:{id}` for a key, and the window's index).
+pub fn rate_limit(client: &impl std::fmt::Display, window: u64) -> String {
+    format!("api:{client}:{window}")
 }
 
 /// Counters for the stats route, plain integer keys so that both read paths can

@@ -1,6 +1,7 @@
 //! data20's domain model. Everything here is pure logic with native unit tests;
 //! the Spin-facing adapters live in `data20-redis`, `data20-sqlite` and `data20-http`.
 
+pub mod access;
 pub mod error;
 pub mod etag;
 pub mod idempotency;

@@ -3,9 +3,11 @@
 //! rate-limit headers go on every answer, a rejection is a 429 with `Retry-After`.
 
 use crate::{Request, Response};
+use data20_domain::access::{self, Caller, Scope};
 use data20_domain::{ApiError, Settings};
-use data20_redis::gate::{Admission, CacheRead, Limit};
+use data20_redis::gate::{Admission, Bucket, CacheRead, Limit};
 use data20_redis::Redis;
+use data20_sqlite::Db;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// What the gate found in the cache for the route.
@@ -64,30 +66,47 @@ impl RateHeaders {
     }
 }
 
-/// Runs the gate for `req` and, when admitted, `handler` with what the cache held.
-/// The rate-limit headers are put on whatever comes back.
+/// What a route needs of its caller in closed mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Health, OpenAPI, the docs page: no key asked for.
+    Public,
+    /// A valid key with this scope.
+    Scope(Scope),
+}
+
+/// 401s one IP may get per rate-limit window before it gets 429s instead: guessing
+/// keys stays slow, and a client with a valid key is never held up by them.
+pub const UNAUTHORIZED_MAX: u64 = 20;
+
+/// Runs the gate for `req` and, when admitted, `handler` with what the cache held and
+/// whom the request acts for. The rate-limit headers are put on whatever comes back.
 pub async fn gated(
     req: &Request,
     settings: &Settings,
     redis: &Redis,
     cache: Option<CacheRead<'_>>,
-    handler: impl AsyncFnOnce(Cached) -> Response,
+    need: Need,
+    handler: impl AsyncFnOnce(Cached, Caller) -> Response,
 ) -> Response {
-    let (headers, outcome) = admit(req, settings, redis, cache).await;
+    let (headers, outcome) = admit(req, settings, redis, cache, need).await;
     let mut resp = match outcome {
-        Ok(cached) => handler(cached).await,
+        Ok((cached, caller)) => handler(cached, caller).await,
         Err(e) => crate::error(&e),
     };
     headers.apply(&mut resp);
     resp
 }
 
+/// Authenticates (closed mode), rate-limits and reads the cache, in that order: the
+/// key decides whose counter the request counts against.
 pub async fn admit(
     req: &Request,
     settings: &Settings,
     redis: &Redis,
     cache: Option<CacheRead<'_>>,
-) -> (RateHeaders, Result<Cached, ApiError>) {
+    need: Need,
+) -> (RateHeaders, Result<(Cached, Caller), ApiError>) {
     let open = RateHeaders {
         limit: settings.rate_limit_max(),
         remaining: settings.rate_limit_max(),
@@ -97,13 +116,50 @@ pub async fn admit(
         Ok(ip) => ip,
         Err(e) => return (open, Err(e)),
     };
+    let caller = match (settings.api_token(), need) {
+        (None, _) | (_, Need::Public) => Caller::Anonymous,
+        (Some(token), Need::Scope(_)) => match authenticate(req, token).await {
+            Ok(caller) => caller,
+            Err(e @ ApiError::Unauthorized(_)) => {
+                let limit = Limit {
+                    client: Bucket::Unauthorized(ip),
+                    max: UNAUTHORIZED_MAX,
+                    window_s: settings.rate_limit_window_s(),
+                    now_ms: data20_host::time::unix_ms().max(0) as u64,
+                };
+                // Redis down: the 401 still stands, unlimited.
+                return match redis.gate(limit, None).await {
+                    Ok(Admission { decision, .. }) if !decision.allowed => {
+                        let retry_after_s = decision.reset_ms.div_ceil(1000).max(1);
+                        (open, Err(ApiError::TooManyRequests { retry_after_s }))
+                    }
+                    _ => (open, Err(e)),
+                };
+            }
+            Err(e) => return (open, Err(e)),
+        },
+    };
+    let (client, max) = match &caller {
+        Caller::Anonymous => (Bucket::Ip(ip), settings.rate_limit_max()),
+        Caller::Key {
+            id, rate_limit_max, ..
+        } => (
+            Bucket::Key(id),
+            rate_limit_max.unwrap_or_else(|| settings.rate_limit_max()),
+        ),
+    };
+    let open = RateHeaders {
+        limit: max,
+        remaining: max,
+        ..open
+    };
     let limit = Limit {
-        client: ip,
-        max: settings.rate_limit_max(),
+        client,
+        max,
         window_s: settings.rate_limit_window_s(),
         now_ms: data20_host::time::unix_ms().max(0) as u64,
     };
-    match redis.gate(limit, cache).await {
+    let (headers, cached) = match redis.gate(limit, cache).await {
         Ok(Admission { decision, cached }) => {
             let headers = RateHeaders {
                 limit: decision.limit,
@@ -114,21 +170,59 @@ pub async fn admit(
                 let retry_after_s = decision.reset_ms.div_ceil(1000).max(1);
                 return (headers, Err(ApiError::TooManyRequests { retry_after_s }));
             }
-            (headers, Ok(cached.map_or(Cached::Miss, Cached::Hit)))
+            (headers, cached.map_or(Cached::Miss, Cached::Hit))
         }
         Err(e) if settings.rate_limit_fail_open() || !e.is_unavailable() => {
             if !e.is_unavailable() {
                 crate::log_warn(&format!("rate limiter error, letting the request through: {e}"));
             }
-            (open, Ok(Cached::Bypass))
+            (open, Cached::Bypass)
         }
-        Err(_) => (
-            open,
-            Err(ApiError::Unavailable(
-                "the rate limiter is unavailable and rate_limit_fail_open is false; try again shortly".into(),
-            )),
-        ),
+        Err(_) => {
+            return (
+                open,
+                Err(ApiError::Unavailable(
+                    "the rate limiter is unavailable and rate_limit_fail_open is false; try again shortly".into(),
+                )),
+            )
+        }
+    };
+    let allowed = match need {
+        Need::Public => Ok(()),
+        Need::Scope(scope) => caller.require(scope),
+    };
+    (headers, allowed.map(|()| (cached, caller)))
+}
+
+/// The caller a closed-mode request's key names: the bootstrap key (`api_token`), or a
+/// live key from SQLite (the source of truth: a revoked key fails at once, on every
+/// instance, with Redis up or down). 401 for anything else; the secret is never logged.
+async fn authenticate(req: &Request, api_token: &str) -> Result<Caller, ApiError> {
+    let presented = access::bearer(crate::header(req, "authorization").map_err(|_| {
+        ApiError::Unauthorized("the Authorization header is not a valid key".into())
+    })?)?
+    .ok_or_else(|| ApiError::Unauthorized("this route needs Authorization: Bearer <key>".into()))?;
+    if access::is_bootstrap(presented, api_token) {
+        return Ok(Caller::bootstrap());
     }
+    let invalid = || ApiError::Unauthorized("the key is not valid (unknown or revoked)".into());
+    let id = access::key_id(presented).ok_or_else(invalid)?;
+    let db = Db::open_shared()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot check the key: {e}")))?;
+    let stored = db
+        .live_key(id)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("cannot check the key: {e}")))?
+        .ok_or_else(invalid)?;
+    if !access::digest_matches(presented, &stored.digest) {
+        return Err(invalid());
+    }
+    Ok(Caller::Key {
+        id: stored.id,
+        scopes: stored.scopes,
+        rate_limit_max: stored.rate_limit_max,
+    })
 }
 
 /// The client's address as the limiter sees it (see [`client_ip`]).

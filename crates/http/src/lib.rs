@@ -1,7 +1,6 @@
 //! Shared HTTP plumbing: every component parses requests and renders answers the same
 //! way, so this lives once here.
 
-pub mod auth;
 pub mod gate;
 pub mod io;
 pub mod query;

@@ -132,6 +132,7 @@ impl Jobs<'_> {
         spec: &ToolSpec,
         params: &serde_json::Value,
         idempotency: Option<IdempotencyKey<'_>>,
+        owner: Option<&str>,
     ) -> Result<Submitted, ApiError> {
         let id = JobId::new();
         let now = now_ms();
@@ -148,6 +149,7 @@ impl Jobs<'_> {
                 event: JobEventKind::JobCreated.as_str(),
                 event_payload: &payload,
                 idempotency,
+                owner,
             })
             .await
             .map_err(db_error)?;

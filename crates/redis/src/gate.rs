@@ -56,10 +56,31 @@ pub struct CacheRead<'a> {
     pub counter: &'a str,
 }
 
+/// Whose counter a request counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket<'a> {
+    /// A request without a key (open mode, public routes): its IP, `api:{ip}:{window}`.
+    Ip(IpAddr),
+    /// A request with a valid key (closed mode): `api:key:{id}:{window}`.
+    Key(&'a str),
+    /// Requests from one IP that got a 401: `api:unauthorized:{ip}:{window}`.
+    Unauthorized(IpAddr),
+}
+
+impl std::fmt::Display for Bucket<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bucket::Ip(ip) => write!(f, "{ip}"),
+            Bucket::Key(id) => write!(f, "key:{id}"),
+            Bucket::Unauthorized(ip) => write!(f, "unauthorized:{ip}"),
+        }
+    }
+}
+
 /// One request to the limiter.
 #[derive(Debug, Clone, Copy)]
-pub struct Limit {
-    pub client: IpAddr,
+pub struct Limit<'a> {
+    pub client: Bucket<'a>,
     pub max: u64,
     pub window_s: u64,
     pub now_ms: u64,
@@ -69,7 +90,7 @@ impl Redis {
     /// Admits or rejects one request and, when admitted, reads `cache`.
     pub async fn gate(
         &self,
-        limit: Limit,
+        limit: Limit<'_>,
         cache: Option<CacheRead<'_>>,
     ) -> Result<Admission, RedisError> {
         let window = Window::at(limit.now_ms, limit.window_s);
@@ -78,7 +99,7 @@ impl Redis {
 
     async fn gate_outbound(
         &self,
-        limit: &Limit,
+        limit: &Limit<'_>,
         window: &Window,
         cache: Option<CacheRead<'_>>,
     ) -> Result<Admission, RedisError> {

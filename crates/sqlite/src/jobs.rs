@@ -29,6 +29,8 @@ pub struct JobRecord {
     pub progress: Option<Progress>,
     pub retry_of: Option<JobId>,
     pub retried_by: Option<JobId>,
+    /// The key that created it (closed mode; `None` in open mode).
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -58,6 +60,7 @@ impl JobRecord {
             progress: None,
             retry_of: None,
             retried_by: None,
+            owner: None,
         }
     }
 
@@ -91,6 +94,7 @@ impl JobRecord {
             cancel_requested: self.cancel_requested && !self.status.is_final(),
             retry_of: self.retry_of,
             retried_by: self.retried_by,
+            owner: self.owner.clone(),
             links: JobLinks::for_job(&self.id),
         }
     }
@@ -115,6 +119,8 @@ pub struct NewJob<'a> {
     pub event: &'a str,
     pub event_payload: &'a str,
     pub idempotency: Option<IdempotencyKey<'a>>,
+    /// The key making it (closed mode).
+    pub owner: Option<&'a str>,
 }
 
 /// An `Idempotency-Key` as stored: per client scope, with a hash of the request body.
@@ -195,7 +201,7 @@ pub struct NewOutput<'a> {
 }
 
 const RECORD_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, duration_ms, \
-     error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, retried_by, \
+     error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, retried_by, owner, \
      (SELECT json_group_array(json_object('name', o.name, 'content_type', o.content_type, 'size', o.size)) \
         FROM (SELECT name, content_type, size FROM job_outputs WHERE job_id = jobs.id ORDER BY name) o) AS outputs";
 
@@ -216,6 +222,7 @@ const RECORD_NAMES: &[&str] = &[
     "progress",
     "retry_of",
     "retried_by",
+    "owner",
     "outputs",
 ];
 
@@ -233,7 +240,7 @@ fn opt_i64(row: &Row<'_>, col: &str) -> Option<i64> {
 /// returning these knows them already).
 pub(crate) const ROW_COLUMNS: &str = "id, tool, status, created_ms, started_ms, finished_ms, \
      duration_ms, error, attempts, lease_ms, dispatch, cancel_requested, progress, retry_of, \
-     retried_by";
+     retried_by, owner";
 
 pub(crate) fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
     let corrupt = |what: &str| DbError::Corrupt(format!("jobs row has a bad {what}"));
@@ -268,6 +275,7 @@ pub(crate) fn record(row: &Row<'_>) -> Result<JobRecord, DbError> {
         retried_by: row
             .get::<&str>("retried_by")
             .and_then(|v| JobId::parse(v).ok()),
+        owner: row.get::<&str>("owner").map(str::to_string),
     })
 }
 
@@ -328,26 +336,24 @@ impl Db {
     /// host call and one commit (one fsync at `synchronous = FULL`).
     async fn insert_submission(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
         self.execute(
-            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, owner, event, event_payload) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             &[
                 id_value(new.id),
                 text(new.tool),
                 text(new.params_json),
                 Value::Integer(new.created_ms),
                 text(new.dispatch),
+                new.owner.map_or(Value::Null, text),
                 text(new.event),
                 text(new.event_payload),
             ],
         )
         .await?;
         // The new row is fully known: no need to read it back.
-        Ok(InsertOutcome::Inserted(Box::new(JobRecord::queued(
-            *new.id,
-            new.tool,
-            new.created_ms,
-            new.dispatch,
-        ))))
+        let mut record = JobRecord::queued(*new.id, new.tool, new.created_ms, new.dispatch);
+        record.owner = new.owner.map(str::to_string);
+        Ok(InsertOutcome::Inserted(Box::new(record)))
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
@@ -376,10 +382,19 @@ impl Db {
         .await
     }
 
-    /// One page, newest first, plus whether there is another.
-    pub async fn list_jobs(&self, f: &ListFilter) -> Result<(Vec<JobRecord>, bool), DbError> {
+    /// One page, newest first, plus whether there is another; only `owner`'s jobs
+    /// when given.
+    pub async fn list_jobs(
+        &self,
+        f: &ListFilter,
+        owner: Option<&str>,
+    ) -> Result<(Vec<JobRecord>, bool), DbError> {
         let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
         let mut params = Vec::new();
+        if let Some(owner) = owner {
+            sql.push_str(" AND owner = ?");
+            params.push(text(owner));
+        }
         if let Some(status) = f.status {
             sql.push_str(" AND status = ?");
             params.push(text(status.as_str()));
@@ -774,24 +789,25 @@ impl Db {
                         .execute(
                             "UPDATE jobs SET retried_by = ? \
                      WHERE id = ? AND status IN ('failed', 'cancelled') AND retried_by IS NULL \
-                     RETURNING tool",
+                     RETURNING tool, owner",
                             &[id_value(new_id), id_value(old)],
                         )
                         .await?;
-                    let Some(tool) = linked
-                        .rows()
-                        .next()
-                        .and_then(|row| row.get::<&str>("tool").map(str::to_string))
-                    else {
+                    let Some((tool, owner)) = linked.rows().next().and_then(|row| {
+                        let tool = row.get::<&str>("tool")?.to_string();
+                        Some((tool, row.get::<&str>("owner").map(str::to_string)))
+                    }) else {
                         return Ok(None);
                     };
+                    // The retry belongs to the original's owner.
                     db.execute(
-                    "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch, retry_of) \
-                     SELECT ?, tool, params, 'queued', ?, 'worker', id FROM jobs WHERE id = ?",
+                    "INSERT INTO jobs (id, tool, params, status, created_ms, dispatch, retry_of, owner) \
+                     SELECT ?, tool, params, 'queued', ?, 'worker', id, owner FROM jobs WHERE id = ?",
                     &[id_value(new_id), Value::Integer(now_ms), id_value(old)],
                 ).await?;
                     let mut created = JobRecord::queued(*new_id, &tool, now_ms, "worker");
                     created.retry_of = Some(*old);
+                    created.owner = owner;
                     db.insert_event(
                         new_id,
                         event.kind,

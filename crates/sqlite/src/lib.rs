@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod jobs;
+pub mod keys;
 pub mod migrations;
 pub mod stats;
 

@@ -30,6 +30,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../../../migrations/0005_one_statement_submit.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../../migrations/0006_api_keys.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).
@@ -67,11 +71,13 @@ pub fn statements(sql: &str) -> Vec<String> {
         }
         current.push_str(code.trim_end());
         current.push('\n');
-        // A trigger's body holds statements of its own: it ends at its `END;`.
-        let in_trigger = current
-            .split_whitespace()
-            .take(3)
-            .any(|w| w.eq_ignore_ascii_case("TRIGGER"));
+        // A trigger's body holds statements of its own: it ends at its `END;` (a
+        // `DROP TRIGGER` has no body).
+        let words: Vec<&str> = current.split_whitespace().take(3).collect();
+        let in_trigger = words.iter().any(|w| w.eq_ignore_ascii_case("TRIGGER"))
+            && words
+                .first()
+                .is_some_and(|w| w.eq_ignore_ascii_case("CREATE"));
         let ends = if in_trigger {
             code.trim_end()
                 .trim_end_matches(';')
@@ -105,6 +111,19 @@ mod tests {
         assert!(stmts[0].starts_with("CREATE TABLE t"));
         assert!(!stmts[0].contains("trailing"));
         assert_eq!(stmts[1], "INSERT INTO t VALUES (1, 'x')");
+    }
+
+    #[test]
+    fn dropping_a_trigger_is_a_statement_of_its_own() {
+        let sql = "DROP TRIGGER t;\nDROP VIEW v;\nCREATE TRIGGER t AFTER INSERT ON a\nBEGIN\n  INSERT INTO b VALUES (1);\nEND;\n";
+        assert_eq!(
+            statements(sql),
+            [
+                "DROP TRIGGER t",
+                "DROP VIEW v",
+                "CREATE TRIGGER t AFTER INSERT ON a\nBEGIN\n  INSERT INTO b VALUES (1);\nEND"
+            ]
+        );
     }
 
     #[test]

@@ -566,6 +566,7 @@ mod tests {
             include_str!("../../../migrations/0003_job_control.sql"),
             include_str!("../../../migrations/0004_hard_limits.sql"),
             include_str!("../../../migrations/0005_one_statement_submit.sql"),
+            include_str!("../../../migrations/0006_api_keys.sql"),
         ] {
             conn.execute_batch(sql).unwrap();
         }
