@@ -134,6 +134,8 @@ fn two_thousand_jobs_from_eight_clients_run_once_on_two_processes_of_three_loops
     }));
     // Two processes, three loops each: six subscriptions on job_updates.
     app.wait_for_workers(6);
+    // What the workers are woken with: announcements on job_queue.
+    let announcements = Subscriber::on(&app.redis.url(), "job_queue");
     let clients: Vec<_> = (0..8)
         .map(|c| {
             let app = app.clone();
@@ -167,6 +169,14 @@ fn two_thousand_jobs_from_eight_clients_run_once_on_two_processes_of_three_loops
         0,
         "each ran once"
     );
+    // A job is announced only while no announcement is on its way to the workers
+    // (`keys::JOB_QUEUE_WOKEN`): far fewer wake-ups than jobs, and none of them lost.
+    let heard = announcements.drain(Duration::from_millis(500)).len();
+    assert!(
+        (1..1_000).contains(&heard),
+        "{heard} announcements for 2 000 jobs"
+    );
+    eprintln!("{heard} announcements on job_queue for 2 000 jobs");
     // Exactly one start and one completion recorded per job.
     assert_eq!(
         count(

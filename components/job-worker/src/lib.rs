@@ -1,13 +1,15 @@
 //! The job worker: a Redis trigger on `job_updates`.
 //!
 //! Spin's Redis trigger hands a process's messages to the component one at a time,
-//! and every event on the channel wakes it. So a `job_created` wake-up *drains*: it
-//! runs every queued job (and any running job whose runner lost its lease) one after
-//! another, until none is left. Under load the first wake-up does the work of many
-//! messages; the ones queued behind it name jobs already taken, see so in the job's
-//! cached status and leave after that one read, without opening the database
-//! ([`data20_jobs::wake_up_needs_drain`]). Events other than `job_created` leave before
-//! any host call. Several workers may be subscribed: each claim is a conditional
+//! and every message wakes it. So a `job_created` wake-up *drains*: it runs every
+//! queued job (and any running job whose runner lost its lease), in batches, until
+//! none is left. A job is announced on `job_queue` only while no announcement is on its
+//! way (`keys::JOB_QUEUE_WOKEN`): a wake-up deletes that key *before* it claims, so a
+//! job committed before the delete is claimed by this drain, and a job committed after
+//! it is announced again. Under load the workers hear one message per drain instead
+//! of one per job (each costs an instance and a Redis connection). A drain that stops at
+//! its limits with jobs left announces them again itself. Events other than
+//! `job_created` leave before any host call. Several workers may be subscribed: each claim is a conditional
 //! UPDATE, so exactly one runs each job. After draining, a wake-up deletes one small
 //! batch of jobs past their retention.
 //!
@@ -26,8 +28,8 @@ extern crate sdk5 as spin_sdk;
 extern crate sdk6 as spin_sdk;
 
 use data20_domain::limits::WakeUp;
-use data20_domain::JobId;
 use data20_jobs::Jobs;
+use data20_redis::keys;
 use data20_sqlite::Db;
 use std::time::Duration;
 
@@ -54,17 +56,10 @@ async fn drain(message: Vec<u8>) -> anyhow::Result<()> {
         }
     }
     let redis = data20_http::redis(&settings);
-    // Most wake-ups under load name a job an earlier drain already took: one cached
-    // read instead of opening the database.
-    if let Wake::Created(Some(id)) = &wake {
-        let cached = redis
-            .read(&data20_redis::keys::job_status(id))
-            .await
-            .ok()
-            .flatten();
-        if !data20_jobs::wake_up_needs_drain(cached.as_deref()) {
-            return Ok(());
-        }
+    if matches!(wake, Wake::Created) {
+        // Before the claim: every job committed from here on is announced again. Redis
+        // down: nothing was suppressed, drain anyway.
+        let _ = redis.del(&[keys::JOB_QUEUE_WOKEN.to_string()]).await;
     }
     // Claims and completions need no fsync; see `Db::open_for_transitions`.
     let db = Db::open_for_transitions().await?;
@@ -80,7 +75,14 @@ async fn drain(message: Vec<u8>) -> anyhow::Result<()> {
         jobs.fail_orphans().await;
     }
     let registry = async || data20_http::registry::fetch(&settings, &redis).await;
-    jobs.drain(registry, DRAIN_MAX_JOBS, DRAIN_BUDGET).await?;
+    let started = std::time::Instant::now();
+    let ran = jobs.drain(registry, DRAIN_MAX_JOBS, DRAIN_BUDGET).await?;
+    if ran >= DRAIN_MAX_JOBS || started.elapsed() >= DRAIN_BUDGET {
+        // Stopped at a limit, maybe with jobs left that nobody will announce again.
+        let _ = redis
+            .publish(keys::JOB_QUEUE, br#"{"event":"job_created"}"#)
+            .await;
+    }
     // Retention, in small batches, off every request path.
     jobs.purge_expired(data20_jobs::PURGE_BATCH).await;
     Ok(())
@@ -88,8 +90,8 @@ async fn drain(message: Vec<u8>) -> anyhow::Result<()> {
 
 /// Why a message wakes this worker.
 enum Wake {
-    /// `job_created` on `job_updates`, with the job it names when that is readable.
-    Created(Option<JobId>),
+    /// `job_created` on `job_queue`.
+    Created,
     /// The supervisor's wake-up on `job_wakeups`.
     Supervisor(WakeUp),
 }
@@ -101,13 +103,9 @@ fn wake(message: &[u8]) -> Option<Wake> {
     struct Head<'a> {
         #[serde(borrow)]
         event: std::borrow::Cow<'a, str>,
-        #[serde(borrow, default)]
-        job_id: Option<std::borrow::Cow<'a, str>>,
     }
     match serde_json::from_slice::<Head<'_>>(message) {
-        Ok(head) if head.event == "job_created" => Some(Wake::Created(
-            head.job_id.and_then(|id| JobId::parse(&id).ok()),
-        )),
+        Ok(head) if head.event == "job_created" => Some(Wake::Created),
         Ok(head) if head.event == "wake_up" => match serde_json::from_slice::<WakeUp>(message) {
             Ok(w) => Some(Wake::Supervisor(w)),
             Err(e) => {

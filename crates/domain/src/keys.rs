@@ -10,6 +10,16 @@ pub const JOB_WAKEUPS: &str = "job_wakeups";
 /// (each would instantiate every worker loop's component) never wake them.
 pub const JOB_QUEUE: &str = "job_queue";
 
+/// Set while a `job_created` on [`JOB_QUEUE`] is on its way to the workers (its value:
+/// how many heard it), deleted by each worker that hears one before it claims. While it
+/// is set, new jobs are not announced again: the worker that deletes it claims them.
+/// So under load the workers hear one message per drain, not one per job.
+pub const JOB_QUEUE_WOKEN: &str = "job_queue:woken";
+
+/// How long [`JOB_QUEUE_WOKEN`] outlives a publish nobody acted on (no worker, or all
+/// busy): then the next job is announced again.
+pub const JOB_QUEUE_WOKEN_MS: u64 = 200;
+
 /// `job:{uuid}:status`: the caller passes a parsed job id.
 pub fn job_status(job_id: &impl std::fmt::Display) -> String {
     format!("job:{job_id}:status")

@@ -905,6 +905,8 @@ impl Jobs<'_> {
                     keys::JOB_UPDATES,
                     keys::JOB_QUEUE,
                     payload.as_bytes(),
+                    keys::JOB_QUEUE_WOKEN,
+                    keys::JOB_QUEUE_WOKEN_MS,
                 )
                 .await
         } else {
@@ -1009,29 +1011,6 @@ impl data20_sqlite::jobs::EventPayload for Transition<'_> {
         let payload = self.jobs.event_json(record, self.kind);
         self.payload.replace(payload.clone());
         payload
-    }
-}
-
-/// Whether a `job_created` wake-up for a job must open the database and drain, given
-/// that job's cached status document (`job:{id}:status`, `None` when absent or Redis
-/// is unreachable).
-///
-/// Under load one wake-up drains many jobs, so most later `job_created` messages name
-/// a job that is already running or done, and opening SQLite just to find nothing cost
-/// the worker about 0.7 ms each (more than a job's own run). A status other than
-/// `queued` means a runner claimed the job: the wake-up can leave. Nothing is lost by
-/// leaving: every job still queued has a `job_created` of its own still to come (or
-/// runs inline when its publish reached nobody), and a running job's status expires
-/// with its lease, so a job whose runner vanished reads as absent here and its next
-/// wake-up drains and recovers it. Anything unreadable means "drain".
-pub fn wake_up_needs_drain(cached_status: Option<&[u8]>) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Status {
-        status: JobStatus,
-    }
-    match cached_status.map(serde_json::from_slice::<Status>) {
-        Some(Ok(Status { status })) => status == JobStatus::Queued,
-        _ => true,
     }
 }
 
@@ -1188,22 +1167,6 @@ fn log_transition(record: &JobRecord, kind: JobEventKind, source: &str) {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn a_wake_up_drains_unless_its_job_was_taken() {
-        use super::wake_up_needs_drain as drain;
-        assert!(drain(None), "no cached status: drain");
-        assert!(drain(Some(br#"{"job_id":"x","status":"queued"}"#)));
-        for taken in ["running", "completed", "failed", "cancelled"] {
-            let doc = format!(r#"{{"job_id":"x","status":"{taken}","tool":"t"}}"#);
-            assert!(!drain(Some(doc.as_bytes())), "{taken}");
-        }
-        assert!(drain(Some(b"not json")), "unreadable: drain");
-        assert!(
-            drain(Some(br#"{"status":"exploded"}"#)),
-            "unknown status: drain"
-        );
-    }
-
     use super::*;
 
     fn record(status: JobStatus, created_ms: i64, lease_ms: Option<i64>) -> JobRecord {

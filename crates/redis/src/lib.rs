@@ -220,7 +220,10 @@ impl Redis {
     }
 
     /// [`Redis::set_ex_and_publish`] with the message published on `channel`, then on
-    /// `second`, in one round trip: answers how many subscribers `second` has.
+    /// `second` only when the wake-up key `woken` is absent (it is then set to the
+    /// receivers' count for `woken_ms`), in one round trip: answers how many
+    /// subscribers `second` has (as its last publish counted them).
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_ex_and_publish_twice(
         &self,
         key: &str,
@@ -229,17 +232,20 @@ impl Redis {
         channel: &str,
         second: &str,
         payload: &[u8],
+        woken: &str,
+        woken_ms: u64,
     ) -> Result<i64, RedisError> {
         let reply = self
             .eval(
                 &SET_EX_AND_PUBLISH_TWICE,
-                &[key],
+                &[key, woken],
                 &[
                     Arg::Bytes(value),
                     Arg::Int(ttl_s as i64),
                     Arg::Str(channel),
                     Arg::Str(second),
                     Arg::Bytes(payload),
+                    Arg::Int(woken_ms as i64),
                 ],
             )
             .await?;
@@ -345,13 +351,19 @@ const SET_EX_AND_PUBLISH: Script = Script {
     sha1: "c7db8caa1138e02a1c3e542033983da374251a07",
 };
 
-/// [`SET_EX_AND_PUBLISH`] on two channels, the same message: answers the second
-/// channel's receivers.
+/// [`SET_EX_AND_PUBLISH`] on the first channel, then on the second unless the wake-up
+/// key (KEYS[2]) is set: it holds the second channel's receivers at its last publish,
+/// for ARGV[6] ms or until a receiver deletes it. Answers the second channel's
+/// receivers (as last counted).
 const SET_EX_AND_PUBLISH_TWICE: Script = Script {
     body: "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end\n\
            redis.call('PUBLISH', ARGV[3], ARGV[5])\n\
-           return redis.call('PUBLISH', ARGV[4], ARGV[5])",
-    sha1: "0599749da38fe3b2b4844908ecd47bac9171e153",
+           local heard = redis.call('GET', KEYS[2])\n\
+           if heard then return tonumber(heard) end\n\
+           heard = redis.call('PUBLISH', ARGV[4], ARGV[5])\n\
+           redis.call('SET', KEYS[2], heard, 'PX', ARGV[6])\n\
+           return heard",
+    sha1: "09415949f2a30e566ddc2e24f955f91f89605945",
 };
 
 /// [`SET_EX_AND_PUBLISH`] for many keys, in key order: per key its value, TTL and
