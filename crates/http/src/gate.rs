@@ -116,22 +116,26 @@ pub async fn admit(
         Ok(ip) => ip,
         Err(e) => return (open, Err(e)),
     };
+    // One request to the limiter, counted against `client`, now.
+    let limit = |client, max| Limit {
+        client,
+        max,
+        window_s: settings.rate_limit_window_s(),
+        now_ms: data20_host::time::unix_ms().max(0) as u64,
+    };
+    let retry = |reset_ms: u64| ApiError::TooManyRequests {
+        retry_after_s: reset_ms.div_ceil(1000).max(1),
+    };
     let caller = match (settings.api_token(), need) {
         (None, _) | (_, Need::Public) => Caller::Anonymous,
         (Some(token), Need::Scope(_)) => match authenticate(req, token).await {
             Ok(caller) => caller,
             Err(e @ ApiError::Unauthorized(_)) => {
-                let limit = Limit {
-                    client: Bucket::Unauthorized(ip),
-                    max: UNAUTHORIZED_MAX,
-                    window_s: settings.rate_limit_window_s(),
-                    now_ms: data20_host::time::unix_ms().max(0) as u64,
-                };
+                let failures = limit(Bucket::Unauthorized(ip), UNAUTHORIZED_MAX);
                 // Redis down: the 401 still stands, unlimited.
-                return match redis.gate(limit, None).await {
+                return match redis.gate(failures, None).await {
                     Ok(Admission { decision, .. }) if !decision.allowed => {
-                        let retry_after_s = decision.reset_ms.div_ceil(1000).max(1);
-                        (open, Err(ApiError::TooManyRequests { retry_after_s }))
+                        (open, Err(retry(decision.reset_ms)))
                     }
                     _ => (open, Err(e)),
                 };
@@ -153,13 +157,7 @@ pub async fn admit(
         remaining: max,
         ..open
     };
-    let limit = Limit {
-        client,
-        max,
-        window_s: settings.rate_limit_window_s(),
-        now_ms: data20_host::time::unix_ms().max(0) as u64,
-    };
-    let (headers, cached) = match redis.gate(limit, cache).await {
+    let (headers, cached) = match redis.gate(limit(client, max), cache).await {
         Ok(Admission { decision, cached }) => {
             let headers = RateHeaders {
                 limit: decision.limit,
@@ -167,8 +165,7 @@ pub async fn admit(
                 reset_s: decision.reset_ms.div_ceil(1000),
             };
             if !decision.allowed {
-                let retry_after_s = decision.reset_ms.div_ceil(1000).max(1);
-                return (headers, Err(ApiError::TooManyRequests { retry_after_s }));
+                return (headers, Err(retry(decision.reset_ms)));
             }
             (headers, cached.map_or(Cached::Miss, Cached::Hit))
         }

@@ -898,7 +898,7 @@ impl Jobs<'_> {
         // that comes back is theirs, so "someone heard" means a worker did.
         let published = if kind == JobEventKind::JobCreated {
             self.redis
-                .set_ex_and_publish_twice(
+                .set_ex_and_announce(
                     &key,
                     &status,
                     ttl,

@@ -224,7 +224,7 @@ impl Redis {
     /// receivers' count for `woken_ms`), in one round trip: answers how many
     /// subscribers `second` has (as its last publish counted them).
     #[allow(clippy::too_many_arguments)]
-    pub async fn set_ex_and_publish_twice(
+    pub async fn set_ex_and_announce(
         &self,
         key: &str,
         value: &[u8],
@@ -237,7 +237,7 @@ impl Redis {
     ) -> Result<i64, RedisError> {
         let reply = self
             .eval(
-                &SET_EX_AND_PUBLISH_TWICE,
+                &SET_EX_AND_ANNOUNCE,
                 &[key, woken],
                 &[
                     Arg::Bytes(value),
@@ -355,7 +355,7 @@ const SET_EX_AND_PUBLISH: Script = Script {
 /// key (KEYS[2]) is set: it holds the second channel's receivers at its last publish,
 /// for ARGV[6] ms or until a receiver deletes it. Answers the second channel's
 /// receivers (as last counted).
-const SET_EX_AND_PUBLISH_TWICE: Script = Script {
+const SET_EX_AND_ANNOUNCE: Script = Script {
     body: "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end\n\
            redis.call('PUBLISH', ARGV[3], ARGV[5])\n\
            local heard = redis.call('GET', KEYS[2])\n\
@@ -447,7 +447,7 @@ mod tests {
     fn script_digests_match_their_bodies() {
         for script in [
             SET_EX_AND_PUBLISH,
-            SET_EX_AND_PUBLISH_TWICE,
+            SET_EX_AND_ANNOUNCE,
             SET_EX_AND_PUBLISH_ALL,
             gate::SCRIPT,
         ] {
