@@ -13,11 +13,12 @@ GET, one outbound GET on a connection the instance keeps, and the product's gate
 (limiter, cache read, hit counter) on that connection, the least a rate-limited cached
 read does. POST /api/run runs
 next to the accept floors (one SQLite commit at synchronous=FULL, one outbound PUBLISH,
-and both). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
+and both; on WASIp3 also both as a group commit, where the requests an instance serves
+at once share one multi-row INSERT and one PUBLISH, the product's design). Then the end-to-end job throughput: wrk POSTs small text_stats jobs while a
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
 floor (bench/jobs-floor.toml: the accept floor plus a Redis-trigger worker that drains,
 claims, completes and announces jobs with no product logic) and the same floor with the
-WASIp3 accept floor (bench/jobs-floor-p3.toml).
+WASIp3 group-commit accept floor (bench/jobs-floor-p3.toml).
 
 Each route is measured in several rounds, interleaved with the floors (these machines
 are noisy: a burst of noise then hits one round of every route, not every round of one
@@ -403,6 +404,8 @@ def main():
             ("floor: outbound PUBLISH, wasip2", f"{floor_base}/publish", floors_proc.pid, post_script),
             ("floor: commit + PUBLISH (accept), wasip2", f"{floor_base}/accept", floors_proc.pid, post_script),
             ("floor: commit + PUBLISH (accept), WASIp3", f"{floor_base}/p3/accept", floors_proc.pid, post_script),
+            ("floor: group commit + PUBLISH (accept), WASIp3", f"{floor_base}/p3/accept-grouped", floors_proc.pid,
+             post_script),
             ("POST /api/run (accept)", f"http://127.0.0.1:{main_port}/api/run", main_pg, post_script),
         ]
         runs = {label: [] for label, *_ in routes}
@@ -452,8 +455,10 @@ def main():
                      f"/api/jobs/{{id}} ×{job_hit['rps'] / job_miss['rps']:.2f}.")
         post, accept_floor = by_label["POST /api/run (accept)"], by_label["floor: commit + PUBLISH (accept), wasip2"]
         accept_floor_p3 = by_label["floor: commit + PUBLISH (accept), WASIp3"]
+        grouped_floor = by_label["floor: group commit + PUBLISH (accept), WASIp3"]
         lines.append(f"POST /api/run against the accept floors: req/s ×{post['rps'] / accept_floor['rps']:.2f} "
-                     f"the wasip2 one, ×{post['rps'] / accept_floor_p3['rps']:.2f} the WASIp3 one "
+                     f"the wasip2 one, ×{post['rps'] / accept_floor_p3['rps']:.2f} the WASIp3 one, "
+                     f"×{post['rps'] / grouped_floor['rps']:.2f} the WASIp3 group commit "
                      f"(the POST row's CPU includes running the job).")
         batch = re.search(r"pub const BATCH_SIZE: u32 = (\d+);",
                           open(os.path.join(ROOT, "crates/jobs/src/lib.rs")).read()).group(1)

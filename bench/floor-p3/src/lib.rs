@@ -16,11 +16,16 @@
 //!   Spin's SQLite (WAL, `synchronous = FULL`, one statement on a kept connection, as
 //!   the product's INSERT behind a 202) and one `PUBLISH job_created` on the kept Redis
 //!   connection, on the channel
-//!   the variable `channel` names.
+//!   the variable `channel` names;
+//! - `/floor/p3/accept-grouped` (and `/api/run`, for `bench/jobs-floor-p3.toml`): the
+//!   same as a group commit, the product's design (`data20_host::group`): requests
+//!   that arrive while a commit is under way share the next one, one multi-row INSERT
+//!   and one PUBLISH for them all.
 
 // The Spin export macros generate the ABI glue with `unsafe`.
 #![allow(unsafe_code)]
 
+use data20_host::group::GroupCommit;
 use spin_sdk::http::{FullBody, IntoResponse, Request, StatusCode};
 use spin_sdk::redis::Connection;
 use std::cell::RefCell;
@@ -40,9 +45,15 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/floor/p3/redis-get" => kept_get().await,
         "/floor/p3/gated-get" => gated_get().await,
         // `/api/run` in `bench/jobs-floor-p3.toml`.
-        "/floor/p3/accept" | "/api/run" => {
+        "/floor/p3/accept" | "/floor/p3/accept-grouped" | "/api/run" => {
+            let path = req.uri().path().to_string();
             let body = req.into_body();
-            return match accept(body).await {
+            let accepted = if path == "/floor/p3/accept" {
+                accept(body).await
+            } else {
+                accept_grouped(body).await
+            };
+            return match accepted {
                 Ok(id) => reply(
                     StatusCode::ACCEPTED,
                     format!(r#"{{"job_id":{id}}}"#).into_bytes(),
@@ -149,13 +160,57 @@ where
     B: http_body::Body<Data = bytes::Bytes>,
     B::Error: std::fmt::Display,
 {
+    let body = read_body(body).await?;
+    commit_and_publish(&[body])
+        .await?
+        .first()
+        .copied()
+        .ok_or_else(|| "sqlite: no id".to_string())
+}
+
+thread_local! {
+    /// The instance's group commit: submissions that arrive while one commits share
+    /// the next commit (the product's `POST /api/run` design, `data20_host::group`).
+    static GROUP: Rc<GroupCommit<String, Result<i64, String>>> = Rc::new(GroupCommit::new(64));
+}
+
+/// [`accept`] as a group commit: the requests the instance serves at once share one
+/// multi-row INSERT and one PUBLISH.
+async fn accept_grouped<B>(body: B) -> Result<i64, String>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let body = read_body(body).await?;
+    let group = GROUP.with(Rc::clone);
+    let flush = async |bodies: Vec<String>| match commit_and_publish(&bodies).await {
+        Ok(ids) => ids.into_iter().map(Ok).collect(),
+        Err(e) => bodies.iter().map(|_| Err(e.clone())).collect(),
+    };
+    group
+        .submit(body, flush)
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+}
+
+async fn read_body<B>(body: B) -> Result<String, String>
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
     use http_body_util::BodyExt;
-    use spin_sdk::sqlite::{Connection as Sqlite, Value};
-    let body = body
+    let bytes = body
         .collect()
         .await
         .map_err(|e| format!("body: {e}"))?
         .to_bytes();
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One INSERT of every body (one autocommit, one fsync) on the kept connection, then
+/// one PUBLISH of `job_created` on the kept Redis connection: answers the new ids.
+async fn commit_and_publish(bodies: &[String]) -> Result<Vec<i64>, String> {
+    use spin_sdk::sqlite::{Connection as Sqlite, Value};
     let db = match KEPT_DB.with(|k| k.borrow().clone()) {
         Some(db) => db,
         None => {
@@ -168,14 +223,22 @@ where
             db
         }
     };
-    let insert = "INSERT INTO floor_jobs (body) VALUES (?) RETURNING id";
-    let row = || [Value::Text(String::from_utf8_lossy(&body).into_owned())];
+    let insert = format!(
+        "INSERT INTO floor_jobs (body) VALUES {} RETURNING id",
+        vec!["(?)"; bodies.len()].join(", ")
+    );
+    let rows = || {
+        bodies
+            .iter()
+            .map(|b| Value::Text(b.clone()))
+            .collect::<Vec<_>>()
+    };
     // WASIp3's SQLite reports a missing table when the rows are read.
-    let first = match db.execute(insert, row()).await {
+    let first = match db.execute(insert.as_str(), rows()).await {
         Ok(r) => r.collect().await.ok(),
         Err(_) => None,
     };
-    let id = match first {
+    let inserted = match first {
         Some(rows) => rows,
         None => {
             for sql in SCHEMA {
@@ -184,26 +247,30 @@ where
                     .map_err(|e| format!("sqlite: {e}"))?;
             }
             let r = db
-                .execute(insert, row())
+                .execute(insert.as_str(), rows())
                 .await
                 .map_err(|e| format!("sqlite: {e}"))?;
             r.collect().await.map_err(|e| format!("sqlite: {e}"))?
         }
     };
-    let id = match id.first().and_then(|row| row.values.first()) {
-        Some(Value::Integer(id)) => *id,
-        _ => 0,
-    };
+    let ids: Vec<i64> = inserted
+        .iter()
+        .map(|row| match row.values.first() {
+            Some(Value::Integer(id)) => *id,
+            _ => 0,
+        })
+        .collect();
     let channel = spin_sdk::variables::get("channel")
         .await
         .unwrap_or_else(|_| "job_updates".into());
-    let event = format!(r#"{{"event":"job_created","job_id":{id}}}"#);
+    let last = ids.iter().max().copied().unwrap_or_default();
+    let event = format!(r#"{{"event":"job_created","job_id":{last}}}"#);
     let conn = kept().await?;
     if let Err(e) = conn.publish(&channel, event.as_bytes()).await {
         KEPT.with(|k| *k.borrow_mut() = None);
         return Err(format!("redis: {e}"));
     }
-    Ok(id)
+    Ok(ids)
 }
 
 /// The instance's kept connection, opened on first use.

@@ -34,6 +34,18 @@ pub async fn handle(req: Request) -> Response {
     .await
 }
 
+/// Jobs created per commit (`POST /api/run`'s group commit; Redis's counters).
+fn submissions(counters: &HashMap<&str, i64>) -> Value {
+    let commits = counters.get(keys::SUBMISSION_COMMITS).copied().unwrap_or(0);
+    let jobs = counters.get(keys::SUBMISSION_JOBS).copied().unwrap_or(0);
+    let per_commit = if commits == 0 {
+        Value::Null
+    } else {
+        json!((jobs as f64 / commits as f64 * 100.0).round() / 100.0)
+    };
+    json!({"commits": commits, "jobs": jobs, "jobs_per_commit": per_commit})
+}
+
 async fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
     let db = Db::open().await.map_err(db_error)?;
     let jobs = db.job_stats().await.map_err(db_error)?;
@@ -43,6 +55,8 @@ async fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         "tool_registry:miss",
         "job_status:hit",
         "job_status:miss",
+        keys::SUBMISSION_COMMITS,
+        keys::SUBMISSION_JOBS,
     ];
     let counter_keys: Vec<String> = names.iter().map(|n| keys::counter(n)).collect();
     let key_refs: Vec<&str> = counter_keys.iter().map(String::as_str).collect();
@@ -82,6 +96,7 @@ async fn stats(redis: &Redis) -> Result<Value, data20_domain::ApiError> {
         "jobs": {"total": jobs.total, "by_status": jobs.by_status, "by_tool": jobs.by_tool},
         "durations_ms": jobs.durations_ms,
         "cache": {"tool_registry": cache("tool_registry"), "job_status": cache("job_status")},
+        "submissions": submissions(&counters),
         "rate_limit": {"rejections": counters.get(keys::RATE_LIMITED).copied().unwrap_or(0)},
         "retention": {"purged": db.counter("jobs_purged").await.map_err(db_error)?},
         // Jobs stopped from outside the WebAssembly (their worker process killed), and

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// An error the API answers with. Everything a client can cause is a 4xx variant.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),

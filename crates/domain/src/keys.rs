@@ -40,6 +40,11 @@ pub fn counter(name: &str) -> String {
 /// The counter of requests the limiter rejected.
 pub const RATE_LIMITED: &str = "rate_limited";
 
+/// The counters of the commits that created jobs and of the jobs they created
+/// (`POST /api/run`'s group commit puts several jobs in one commit under load).
+pub const SUBMISSION_COMMITS: &str = "submissions:commits";
+pub const SUBMISSION_JOBS: &str = "submissions:jobs";
+
 /// The hit and miss counters of a cache (`tool_registry`, `job_status`).
 pub fn cache_counters(cache: &str) -> [String; 2] {
     [

@@ -16,6 +16,7 @@
 // may enable both (the job worker is on 5.2, see `block_on`): then the adapter's calls
 // go to 6.0.0 and both export glues compile.
 
+pub mod group;
 pub mod http;
 pub mod log;
 pub mod redis;

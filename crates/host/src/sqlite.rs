@@ -98,20 +98,39 @@ impl<'a> FromValue<'a> for &'a [u8] {
 pub struct Connection {
     #[cfg(any(feature = "sdk5", feature = "sdk6"))]
     inner: backend::Conn,
+    /// `busy_timeout = 0`: a busy answer is retried by [`Connection::execute`].
+    impatient: bool,
+}
+
+/// Quick tries of a statement on the kept connection that found the database busy
+/// (another connection holds the write lock: another instance's, or a worker's), each
+/// after yielding to the host once; then one try that waits in SQLite's own busy
+/// handler. That handler sleeps 1 ms at least (then 2, 5, 10 …) on the host's
+/// blocking thread, while an autocommit holds the lock for a tenth of that, and
+/// Spin runs several instances of a busy component, each with its own connection:
+/// under load the submissions spent more time asleep than committing
+/// (docs/BENCHMARKS.md, issue 20).
+const BUSY_RETRIES: u32 = 64;
+
+fn is_busy(e: &str) -> bool {
+    e.contains("database is locked")
 }
 
 impl Connection {
     /// The instance's kept connection to the `default` database (opened on first use,
     /// dropped after an error), for statements that each stand alone: autocommit
-    /// statements only, never `BEGIN … COMMIT` or a `PRAGMA` that changes the
-    /// connection, since the instance's concurrent requests share it (SPEC §7). It
-    /// spares a statement on a new connection the parse of the whole schema. Where
-    /// instances are not reused (the 5.2 line), a connection of its own.
+    /// statements only, never `BEGIN … COMMIT` or a `PRAGMA` that changes what a
+    /// statement does, since the instance's concurrent requests share it (SPEC §7).
+    /// It spares a statement on a new connection the parse of the whole schema, and
+    /// retries a busy database itself ([`BUSY_RETRIES`]; its `busy_timeout`, which
+    /// changes only how a statement waits, is 0). Where instances are not reused (the
+    /// 5.2 line), a connection of its own, as SQLite opens it.
     pub async fn kept_default() -> Result<Connection, String> {
         #[cfg(any(feature = "sdk5", feature = "sdk6"))]
         {
             Ok(Connection {
                 inner: backend::kept().await?,
+                impatient: cfg!(feature = "sdk6"),
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -123,6 +142,7 @@ impl Connection {
         {
             Ok(Connection {
                 inner: backend::open().await?,
+                impatient: false,
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -131,6 +151,28 @@ impl Connection {
 
     /// Runs one statement (Spin runs only the first of several, silently).
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
+        let mut result = self.execute_once(sql, params).await;
+        if !self.impatient {
+            return result;
+        }
+        let mut tries = 0;
+        while matches!(&result, Err(e) if is_busy(e)) {
+            if tries == BUSY_RETRIES {
+                // Long contention: this statement waits in SQLite's handler, on a
+                // connection of its own (the kept one goes on serving the others).
+                let patient = Connection::open_default().await?;
+                result = patient.execute_once(sql, params).await;
+                break;
+            }
+            tries += 1;
+            #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+            backend::yield_now().await;
+            result = self.execute_once(sql, params).await;
+        }
+        result
+    }
+
+    async fn execute_once(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
         #[cfg(any(feature = "sdk5", feature = "sdk6"))]
         {
             backend::execute(&self.inner, sql, params).await
@@ -182,6 +224,8 @@ mod backend {
                         .await
                         .map_err(|e| e.to_string())?,
                 );
+                // Busy answers at once: `Connection::execute` retries (BUSY_RETRIES).
+                run(&conn, "PRAGMA busy_timeout = 0", &[]).await?;
                 KEPT.with(|k| *k.borrow_mut() = Some(conn.clone()));
                 conn
             }
@@ -191,8 +235,9 @@ mod backend {
 
     pub async fn execute(conn: &Conn, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
         let result = run(&conn.conn, sql, params).await;
-        if result.is_err() && conn.kept {
-            // The next statement opens a fresh one (a statement error costs one reopen).
+        if conn.kept && matches!(&result, Err(e) if !super::is_busy(e)) {
+            // The next statement opens a fresh one (a statement error costs one reopen;
+            // a busy database is no fault of the connection's).
             KEPT.with(|k| *k.borrow_mut() = None);
         }
         result
@@ -230,6 +275,11 @@ mod backend {
             sdk::Value::Blob(b) => Value::Blob(b),
             sdk::Value::Null => Value::Null,
         }
+    }
+
+    /// Lets the instance's other requests (and the host) run before a retry.
+    pub async fn yield_now() {
+        wit_bindgen::yield_async().await;
     }
 }
 
@@ -283,6 +333,10 @@ mod backend {
             sdk::Value::Null => Value::Null,
         }
     }
+
+    /// A 5.2 instance serves one request and its host calls are synchronous: nothing
+    /// to yield to; a retry follows at once.
+    pub async fn yield_now() {}
 }
 
 #[cfg(test)]

@@ -59,6 +59,24 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
+/// A job to create without an idempotency key, for [`Jobs::submit_many`].
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub tool: String,
+    /// Its params, as JSON text (already valid against the tool's schema).
+    pub params_json: String,
+    /// The key making it (closed mode).
+    pub owner: Option<String>,
+}
+
+/// A job [`Jobs::create_many`] committed, not yet announced.
+#[derive(Debug)]
+pub struct Created {
+    pub record: JobRecord,
+    /// Its `job_created` event, as recorded.
+    payload: String,
+}
+
 /// What [`Jobs::enforce_hard_limit`] found.
 #[derive(Debug, Default)]
 pub struct HardLimitCheck {
@@ -156,7 +174,7 @@ impl Jobs<'_> {
         match outcome {
             InsertOutcome::Inserted(record) => {
                 let record = *record;
-                let dispatch = self.hand_off(&record, &payload).await?;
+                let dispatch = self.hand_off(&[(&record, &payload)]).await?;
                 Ok(Submitted {
                     record,
                     dispatch,
@@ -184,23 +202,80 @@ impl Jobs<'_> {
         }
     }
 
-    /// Publishes a new job's `job_created` (already recorded) and says who runs it: a
-    /// worker that heard it, or the caller (no subscriber, or Redis down).
-    async fn hand_off(&self, record: &JobRecord, payload: &str) -> Result<Dispatch, ApiError> {
-        let receivers = self
-            .publish(record, JobEventKind::JobCreated, payload)
-            .await;
+    /// Creates queued jobs without idempotency keys: every row and its `job_created`
+    /// event in one statement (one commit, all or none). [`Jobs::announce_created`]
+    /// then tells the world. The group commit of `POST /api/run` batches the
+    /// submissions of concurrent requests through here.
+    pub async fn create_many(&self, batch: &[Submission]) -> Result<Vec<Created>, ApiError> {
+        let now = now_ms();
+        let created: Vec<Created> = batch
+            .iter()
+            .map(|s| {
+                let mut record =
+                    JobRecord::queued(JobId::new(), &s.tool, now, Dispatch::Worker.as_str());
+                let payload = self.event_json(&record, JobEventKind::JobCreated);
+                record.owner = s.owner.clone();
+                Created { record, payload }
+            })
+            .collect();
+        let rows: Vec<NewJob<'_>> = created
+            .iter()
+            .zip(batch)
+            .map(|(c, s)| NewJob {
+                id: &c.record.id,
+                tool: &c.record.tool,
+                params_json: &s.params_json,
+                created_ms: now,
+                dispatch: Dispatch::Worker.as_str(),
+                event: JobEventKind::JobCreated.as_str(),
+                event_payload: &c.payload,
+                idempotency: None,
+                owner: s.owner.as_deref(),
+            })
+            .collect();
+        self.db.insert_submissions(&rows).await.map_err(db_error)?;
+        Ok(created)
+    }
+
+    /// Announces jobs [`Jobs::create_many`] committed, in one round trip to Redis that
+    /// caches their statuses, publishes their events in order and announces them to
+    /// the workers once; [`Dispatch`] is the batch's.
+    pub async fn announce_created(
+        &self,
+        created: Vec<Created>,
+    ) -> Result<Vec<Submitted>, ApiError> {
+        let announced: Vec<(&JobRecord, &str)> = created
+            .iter()
+            .map(|c| (&c.record, c.payload.as_str()))
+            .collect();
+        let dispatch = self.hand_off(&announced).await?;
+        Ok(created
+            .into_iter()
+            .map(|c| Submitted {
+                record: c.record,
+                dispatch,
+                replayed: false,
+            })
+            .collect())
+    }
+
+    /// Publishes new jobs' `job_created` (already recorded) and says who runs them: a
+    /// worker that heard, or the caller (no subscriber, or Redis down).
+    async fn hand_off(&self, created: &[(&JobRecord, &str)]) -> Result<Dispatch, ApiError> {
+        let receivers = self.publish_created(created).await;
         // Under a supervisor (`inline_runs` off) a worker is on its way back (restarted
         // after a kill, or once Redis returns): the job waits for it, queued, and the
         // supervisor wakes it. Tool code never runs in the HTTP process there.
         if receivers.unwrap_or(0) > 0 || !self.settings.inline_runs() {
             return Ok(Dispatch::Worker);
         }
-        // Nobody can run it but us: say so in the row; the caller runs it.
-        self.db
-            .set_dispatch(&record.id, Dispatch::Inline.as_str())
-            .await
-            .map_err(db_error)?;
+        // Nobody can run them but us: say so in the rows; the caller runs them.
+        for (record, _) in created {
+            self.db
+                .set_dispatch(&record.id, Dispatch::Inline.as_str())
+                .await
+                .map_err(db_error)?;
+        }
         Ok(Dispatch::Inline)
     }
 
@@ -217,7 +292,7 @@ impl Jobs<'_> {
         {
             RetryOutcome::Created(record) => {
                 let payload = created.payload.borrow().clone();
-                let dispatch = self.hand_off(&record, &payload).await?;
+                let dispatch = self.hand_off(&[(&record, &payload)]).await?;
                 // The old job's cached status now links to its retry.
                 if let Ok(old_record) = self.load(old).await {
                     self.cache_status(&old_record).await;
@@ -579,6 +654,11 @@ impl Jobs<'_> {
             let timeout_s = spec.map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
             let now = now_ms();
             let deadline_ms = now + timeout_s as i64 * 1000;
+            // The job_started event is rendered before the start, to be recorded by the
+            // start's own statement: the job as it will be once started.
+            let mut starting = record.clone();
+            starting.started_ms = Some(now);
+            let started_event = self.event_json(&starting, JobEventKind::JobStarted);
             let start = self
                 .db
                 .start_in_batch(
@@ -589,6 +669,7 @@ impl Jobs<'_> {
                     deadline_ms,
                     deadline_ms + LEASE_GRACE_MS,
                     now + WAITING_LEASE_MS,
+                    &started_event,
                 )
                 .await
                 .map_err(db_error)?;
@@ -597,7 +678,9 @@ impl Jobs<'_> {
                 Start::Lost => previous = None,
                 Start::CancelRequested => ended.push((id, Ended::Cancelled)),
                 Start::Run(started) => {
-                    self.announce_start(&started).await?;
+                    // Recorded with the start; announced as recorded.
+                    self.publish(&started, JobEventKind::JobStarted, &started_event)
+                        .await;
                     let supervisor = JobSupervisor {
                         jobs: self,
                         id,
@@ -634,19 +717,6 @@ impl Jobs<'_> {
         }
         self.record_endings(runner, &mut ended).await?;
         Ok(taken)
-    }
-
-    /// Records a batch job's `job_started` and announces it.
-    async fn announce_start(&self, started: &JobRecord) -> Result<(), ApiError> {
-        let kind = JobEventKind::JobStarted;
-        let payload = self.event_json(started, kind);
-        let at_ms = started.started_ms.unwrap_or_else(now_ms);
-        self.db
-            .insert_event(&started.id, kind.as_str(), at_ms, &payload)
-            .await
-            .map_err(db_error)?;
-        self.publish(started, kind, &payload).await;
-        Ok(())
     }
 
     /// Records the endings a batch has so far in one transaction and announces them
@@ -889,35 +959,70 @@ impl Jobs<'_> {
         kind: JobEventKind,
         payload: &str,
     ) -> Option<i64> {
+        if kind == JobEventKind::JobCreated {
+            return self.publish_created(&[(record, payload)]).await;
+        }
         log_transition(record, kind, self.source);
         // The status write and the publish share one round trip: the status is cached
         // before anyone hears the event, so a reader woken by it finds the new status.
         let (status, ttl) = self.status_entry(record);
         let key = keys::job_status(&record.id);
-        // A new job is announced to the workers too, on their own channel: the count
-        // that comes back is theirs, so "someone heard" means a worker did.
-        let published = if kind == JobEventKind::JobCreated {
-            self.redis
-                .set_ex_and_announce(
-                    &key,
-                    &status,
-                    ttl,
-                    keys::JOB_UPDATES,
-                    keys::JOB_QUEUE,
-                    payload.as_bytes(),
-                    keys::JOB_QUEUE_WOKEN,
-                    keys::JOB_QUEUE_WOKEN_MS,
-                )
-                .await
-        } else {
-            self.redis
-                .set_ex_and_publish(&key, &status, ttl, keys::JOB_UPDATES, payload.as_bytes())
-                .await
-        };
-        match published {
+        match self
+            .redis
+            .set_ex_and_publish(&key, &status, ttl, keys::JOB_UPDATES, payload.as_bytes())
+            .await
+        {
             Ok(n) => Some(n),
             Err(e) => {
                 log_warn(&format!("cannot publish {}: {e}", kind.as_str()));
+                None
+            }
+        }
+    }
+
+    /// New jobs' statuses cached and their `job_created` published on `job_updates`, in
+    /// order, then one announcement to the workers on their own channel (unless one is
+    /// still on its way), all in one round trip: answers how many workers listen, so
+    /// "someone heard" means a worker did. `None`: Redis is unavailable.
+    async fn publish_created(&self, created: &[(&JobRecord, &str)]) -> Option<i64> {
+        let prepared: Vec<(String, Vec<u8>, u64)> = created
+            .iter()
+            .map(|(record, _)| {
+                log_transition(record, JobEventKind::JobCreated, self.source);
+                let (status, ttl) = self.status_entry(record);
+                (keys::job_status(&record.id), status, ttl)
+            })
+            .collect();
+        let entries: Vec<StatusAndMessage<'_>> = prepared
+            .iter()
+            .zip(created)
+            .map(|((key, status, ttl_s), (_, payload))| StatusAndMessage {
+                key,
+                value: status,
+                ttl_s: *ttl_s,
+                message: payload.as_bytes(),
+            })
+            .collect();
+        let commits = keys::counter(keys::SUBMISSION_COMMITS);
+        let created_jobs = keys::counter(keys::SUBMISSION_JOBS);
+        match self
+            .redis
+            .set_ex_and_announce_all(
+                keys::JOB_UPDATES,
+                keys::JOB_QUEUE,
+                &entries,
+                keys::JOB_QUEUE_WOKEN,
+                keys::JOB_QUEUE_WOKEN_MS,
+                [&commits, &created_jobs],
+            )
+            .await
+        {
+            Ok(n) => Some(n),
+            Err(e) => {
+                log_warn(&format!(
+                    "cannot publish {} job_created: {e}",
+                    entries.len()
+                ));
                 None
             }
         }

@@ -219,36 +219,39 @@ impl Redis {
         int_reply(&reply)
     }
 
-    /// [`Redis::set_ex_and_publish`] with the message published on `channel`, then on
-    /// `second` only when the wake-up key `woken` is absent (it is then set to the
-    /// receivers' count for `woken_ms`), in one round trip: answers how many
-    /// subscribers `second` has (as its last publish counted them).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn set_ex_and_announce(
+    /// [`Redis::set_ex_and_publish_all`] on `channel`, then one announcement on `second`
+    /// (the last entry's message) only when the wake-up key `woken` is absent (it is
+    /// then set to the receivers' count for `woken_ms`), in one round trip: answers how
+    /// many subscribers `second` has (as its last publish counted them). The two
+    /// `tally` counters go up by one and by the number of entries.
+    pub async fn set_ex_and_announce_all(
         &self,
-        key: &str,
-        value: &[u8],
-        ttl_s: u64,
         channel: &str,
         second: &str,
-        payload: &[u8],
+        entries: &[StatusAndMessage<'_>],
         woken: &str,
         woken_ms: u64,
+        tally: [&str; 2],
     ) -> Result<i64, RedisError> {
-        let reply = self
-            .eval(
-                &SET_EX_AND_ANNOUNCE,
-                &[key, woken],
-                &[
-                    Arg::Bytes(value),
-                    Arg::Int(ttl_s as i64),
-                    Arg::Str(channel),
-                    Arg::Str(second),
-                    Arg::Bytes(payload),
-                    Arg::Int(woken_ms as i64),
-                ],
-            )
-            .await?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
+        keys.extend([woken, tally[0], tally[1]]);
+        let mut args = Vec::with_capacity(entries.len() * 3 + 3);
+        for e in entries {
+            args.extend([
+                Arg::Bytes(e.value),
+                Arg::Int(e.ttl_s as i64),
+                Arg::Bytes(e.message),
+            ]);
+        }
+        args.extend([
+            Arg::Str(channel),
+            Arg::Str(second),
+            Arg::Int(woken_ms as i64),
+        ]);
+        let reply = self.eval(&SET_EX_AND_ANNOUNCE_ALL, &keys, &args).await?;
         int_reply(&reply)
     }
 
@@ -351,19 +354,27 @@ const SET_EX_AND_PUBLISH: Script = Script {
     sha1: "c7db8caa1138e02a1c3e542033983da374251a07",
 };
 
-/// [`SET_EX_AND_PUBLISH`] on the first channel, then on the second unless the wake-up
-/// key (KEYS[2]) is set: it holds the second channel's receivers at its last publish,
-/// for ARGV[6] ms or until a receiver deletes it. Answers the second channel's
-/// receivers (as last counted).
-const SET_EX_AND_ANNOUNCE: Script = Script {
-    body: "if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) end\n\
-           redis.call('PUBLISH', ARGV[3], ARGV[5])\n\
-           local heard = redis.call('GET', KEYS[2])\n\
+/// [`SET_EX_AND_PUBLISH_ALL`] for the first n keys on the first channel (ARGV[3n+1]),
+/// then one announcement of the last message on the second (ARGV[3n+2]) unless the
+/// wake-up key (key n+1) is set: it holds the second channel's receivers at its last
+/// publish, for ARGV[3n+3] ms or until a receiver deletes it. Keys n+2 and n+3 are
+/// counters, up by 1 and by n. Answers the second channel's receivers (as last
+/// counted).
+const SET_EX_AND_ANNOUNCE_ALL: Script = Script {
+    body: "local n = #KEYS - 3\n\
+           redis.call('INCR', KEYS[n + 2])\n\
+           redis.call('INCRBY', KEYS[n + 3], n)\n\
+           for i = 1, n do\n\
+             local ttl = tonumber(ARGV[3 * i - 1])\n\
+             if ttl > 0 then redis.call('SET', KEYS[i], ARGV[3 * i - 2], 'EX', ttl) end\n\
+             redis.call('PUBLISH', ARGV[3 * n + 1], ARGV[3 * i])\n\
+           end\n\
+           local heard = redis.call('GET', KEYS[n + 1])\n\
            if heard then return tonumber(heard) end\n\
-           heard = redis.call('PUBLISH', ARGV[4], ARGV[5])\n\
-           redis.call('SET', KEYS[2], heard, 'PX', ARGV[6])\n\
+           heard = redis.call('PUBLISH', ARGV[3 * n + 2], ARGV[3 * n])\n\
+           redis.call('SET', KEYS[n + 1], heard, 'PX', ARGV[3 * n + 3])\n\
            return heard",
-    sha1: "09415949f2a30e566ddc2e24f955f91f89605945",
+    sha1: "cd28d2b968a0d10e69f32a3f0bf71cb742bf5f30",
 };
 
 /// [`SET_EX_AND_PUBLISH`] for many keys, in key order: per key its value, TTL and
@@ -447,7 +458,7 @@ mod tests {
     fn script_digests_match_their_bodies() {
         for script in [
             SET_EX_AND_PUBLISH,
-            SET_EX_AND_ANNOUNCE,
+            SET_EX_AND_ANNOUNCE_ALL,
             SET_EX_AND_PUBLISH_ALL,
             gate::SCRIPT,
         ] {

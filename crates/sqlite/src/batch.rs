@@ -33,16 +33,19 @@ pub fn claim_sql() -> String {
 
 /// `UPDATE` that starts a claimed job (one attempt more, unless someone asked to cancel
 /// it) and ends the previous job's run (its ending is recorded later, with the
-/// batch's). Parameters: the job, its deadline, the job, its lease, the waiting lease
-/// (for the previous job), the job, now, the job, the job, the previous job (the job
-/// itself when there is none), the runner. Answers the rows it touched.
+/// batch's), recording the job's `job_started` event (migration 7's trigger).
+/// Parameters: the job, its deadline, the job, its lease, the waiting lease (for the
+/// previous job), the job, now, the job, the job, its `job_started` payload, the job,
+/// the previous job (the job itself when there is none), the runner. Answers the rows
+/// it touched.
 pub fn start_sql() -> String {
     format!(
         "UPDATE jobs SET \
            deadline_ms = CASE WHEN id = ? THEN ? ELSE NULL END, \
            lease_ms = CASE WHEN id = ? THEN ? ELSE ? END, \
            started_ms = CASE WHEN id = ? THEN ? ELSE started_ms END, \
-           attempts = CASE WHEN id = ? AND cancel_requested = 0 THEN attempts + 1 ELSE attempts END \
+           attempts = CASE WHEN id = ? AND cancel_requested = 0 THEN attempts + 1 ELSE attempts END, \
+           started_event = CASE WHEN id = ? AND cancel_requested = 0 THEN ? ELSE NULL END \
          WHERE id IN (?, ?) AND status = 'running' AND runner = ? \
          RETURNING {ROW_COLUMNS}"
     )
@@ -175,8 +178,9 @@ impl Db {
 
     /// Starts `id`, claimed by `runner`, until `deadline_ms` (lease `lease_ms`), and
     /// ends the run of `previous` (this runner's job before it, whose ending is not
-    /// recorded yet), in one statement. A started job's `job_started` is recorded by
-    /// [`Db::insert_event`] next.
+    /// recorded yet), in one statement. The same statement records `started_event`
+    /// (the job's `job_started`, rendered by the caller) unless a cancel is pending
+    /// (migration 7's trigger).
     #[allow(clippy::too_many_arguments)]
     pub async fn start_in_batch(
         &self,
@@ -187,25 +191,26 @@ impl Db {
         deadline_ms: i64,
         lease_ms: i64,
         waiting_lease_ms: i64,
+        started_event: &str,
     ) -> Result<Start, DbError> {
         let job = id_value(id);
+        let params = [
+            job.clone(),
+            Value::Integer(deadline_ms),
+            job.clone(),
+            Value::Integer(lease_ms),
+            Value::Integer(waiting_lease_ms),
+            job.clone(),
+            Value::Integer(now_ms),
+            job.clone(),
+            job.clone(),
+            text(started_event),
+            job.clone(),
+            previous.map_or_else(|| job.clone(), id_value),
+            text(runner),
+        ];
         let r = self
-            .execute(
-                &start_sql(),
-                &[
-                    job.clone(),
-                    Value::Integer(deadline_ms),
-                    job.clone(),
-                    Value::Integer(lease_ms),
-                    Value::Integer(waiting_lease_ms),
-                    job.clone(),
-                    Value::Integer(now_ms),
-                    job.clone(),
-                    job.clone(),
-                    previous.map_or_else(|| job.clone(), id_value),
-                    text(runner),
-                ],
-            )
+            .with_schema(async |db: &Db| db.execute(&start_sql(), &params).await)
             .await?;
         for row in r.rows() {
             let started = record(&row)?;
@@ -356,7 +361,7 @@ mod tests {
         assert_eq!(rows(1, 2), "(?, ?)");
         assert_eq!(rows(3, 1), "(?), (?), (?)");
         assert_eq!(finish_sql(2).matches('?').count(), 2 + 2 * 4 + 1);
-        assert_eq!(start_sql().matches('?').count(), 11);
+        assert_eq!(start_sql().matches('?').count(), 13);
         assert_eq!(claim_sql().matches('?').count(), 4);
     }
 }

@@ -330,26 +330,27 @@ impl Db {
         }).await
     }
 
+    /// Inserts queued jobs without idempotency keys (theirs are ignored), each with its
+    /// `job_created` event, in one statement: one autocommit, so one host call and one
+    /// commit (one fsync at `synchronous = FULL`) for the whole batch, and all or none
+    /// of them. The group commit of `POST /api/run` sends the submissions of the
+    /// requests an instance serves at once through here.
+    pub async fn insert_submissions(&self, jobs: &[NewJob<'_>]) -> Result<(), DbError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let (sql, params) = submissions_statement(jobs);
+        self.with_schema(async |db: &Db| db.execute(&sql, &params).await.map(|_| ()))
+            .await
+    }
+
     /// Inserts a queued job and its `job_created` event in one statement: an INSERT
     /// into the `job_submissions` view, whose trigger writes both rows (migration 5).
     /// On its own it is one autocommit, so a job without an idempotency key is one
     /// host call and one commit (one fsync at `synchronous = FULL`).
     async fn insert_submission(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
-        self.execute(
-            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, owner, event, event_payload) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            &[
-                id_value(new.id),
-                text(new.tool),
-                text(new.params_json),
-                Value::Integer(new.created_ms),
-                text(new.dispatch),
-                new.owner.map_or(Value::Null, text),
-                text(new.event),
-                text(new.event_payload),
-            ],
-        )
-        .await?;
+        let (sql, params) = submissions_statement(std::slice::from_ref(new));
+        self.execute(&sql, &params).await?;
         // The new row is fully known: no need to read it back.
         let mut record = JobRecord::queued(*new.id, new.tool, new.created_ms, new.dispatch);
         record.owner = new.owner.map(str::to_string);
@@ -1047,6 +1048,42 @@ impl Db {
             }
         }
     }
+}
+
+/// The INSERT into the `job_submissions` view for `rows` jobs (its trigger runs per
+/// row), eight parameters a row: id, tool, params, created_ms, dispatch, owner, event,
+/// event_payload.
+pub fn submissions_sql(rows: usize) -> String {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    let mut sql = String::with_capacity(120 + rows * (ROW.len() + 2));
+    sql.push_str(
+        "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, owner, event, event_payload) VALUES ",
+    );
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(ROW);
+    }
+    sql
+}
+
+/// [`submissions_sql`] for `jobs`, with its parameters.
+fn submissions_statement(jobs: &[NewJob<'_>]) -> (String, Vec<Value>) {
+    let mut params = Vec::with_capacity(jobs.len() * 8);
+    for new in jobs {
+        params.extend([
+            id_value(new.id),
+            text(new.tool),
+            text(new.params_json),
+            Value::Integer(new.created_ms),
+            text(new.dispatch),
+            new.owner.map_or(Value::Null, text),
+            text(new.event),
+            text(new.event_payload),
+        ]);
+    }
+    (submissions_sql(jobs.len()), params)
 }
 
 #[cfg(test)]

@@ -88,6 +88,11 @@ impl Db {
     /// A process crash loses nothing; a power cut may roll back the last transitions,
     /// and the jobs they touched are claimed again (queued, or running past their
     /// lease). The INSERT behind a 202 never goes through this connection.
+    ///
+    /// Its statements wait in SQLite's busy handler, unlike the API's kept connection
+    /// (`Connection::kept_default`): a 5.2 worker cannot yield between quick retries,
+    /// and workers that retried at once took the write lock from the API's submissions
+    /// (docs/BENCHMARKS.md, issue 20).
     pub async fn open_for_transitions() -> Result<Db, DbError> {
         let db = Db::open().await?;
         // A server that refuses the pragma (libSQL) keeps its own durability.

@@ -34,6 +34,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         sql: include_str!("../../../migrations/0006_api_keys.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../../../migrations/0007_start_event.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).

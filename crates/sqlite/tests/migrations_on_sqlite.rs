@@ -67,6 +67,61 @@ fn one_insert_into_the_submission_view_writes_the_job_and_its_event() {
 }
 
 #[test]
+fn one_multi_row_submission_writes_every_job_and_event_or_none() {
+    use data20_sqlite::jobs::submissions_sql;
+    let conn = migrated();
+    let row = |id: &str| {
+        vec![
+            id.to_string(),
+            "text_stats".into(),
+            "{}".into(),
+            "42".into(),
+            "worker".into(),
+            "owner-1".into(),
+            "job_created".into(),
+            format!("created {id}"),
+        ]
+    };
+    let params: Vec<String> = ["a", "b", "c"].iter().flat_map(|id| row(id)).collect();
+    conn.execute(&submissions_sql(3), rusqlite::params_from_iter(&params))
+        .unwrap();
+    let jobs: Vec<(String, String)> = conn
+        .prepare("SELECT id, owner FROM jobs ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        jobs,
+        [("a", "owner-1"), ("b", "owner-1"), ("c", "owner-1")]
+            .map(|(i, o)| (i.to_string(), o.to_string()))
+    );
+    let events: Vec<(String, String)> = conn
+        .prepare("SELECT job_id, payload FROM job_events ORDER BY job_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[1], ("b".to_string(), "created b".to_string()));
+    // A batch with one id already taken: none of its rows stay, events included.
+    let params: Vec<String> = ["d", "a", "e"].iter().flat_map(|id| row(id)).collect();
+    assert!(conn
+        .execute(&submissions_sql(3), rusqlite::params_from_iter(&params))
+        .is_err());
+    let (jobs, events): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM jobs), (SELECT COUNT(*) FROM job_events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((jobs, events), (3, 3));
+}
+
+#[test]
 fn a_submission_that_fails_leaves_neither_row() {
     let conn = migrated();
     conn.execute(SUBMIT, rusqlite::params!["job-1", "first"])
@@ -142,7 +197,21 @@ mod batch {
     fn start(conn: &Connection, id: &str, previous: &str, runner: &str) -> Vec<(String, i64)> {
         let mut stmt = conn.prepare(&start_sql()).unwrap();
         stmt.query_map(
-            params![id, 9_000, id, 14_000, 31_000, id, 2_000, id, id, previous, runner],
+            params![
+                id,
+                9_000,
+                id,
+                14_000,
+                31_000,
+                id,
+                2_000,
+                id,
+                id,
+                format!("started {id}"),
+                id,
+                previous,
+                runner
+            ],
             |r| Ok((r.get("id")?, r.get("cancel_requested")?)),
         )
         .unwrap()
@@ -170,6 +239,28 @@ mod batch {
             start(&conn, "b", "b", "worker:2:r").is_empty(),
             "not worker 2's job"
         );
+        // Each start recorded its job_started, with its payload and start time, in the
+        // same statement; ending a's run recorded nothing more for a.
+        let started = |id: &str| -> Vec<(i64, String)> {
+            conn.prepare(
+                "SELECT at_ms, payload FROM job_events WHERE job_id = ? AND event = 'job_started' ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        };
+        assert_eq!(started("a"), [(2_000, "started a".to_string())]);
+        assert_eq!(started("b"), [(2_000, "started b".to_string())]);
+        let pending: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM jobs WHERE started_event IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(pending, 0, "the trigger clears the column");
         conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = 'b'", [])
             .unwrap();
         assert_eq!(start(&conn, "b", "b", "worker:1:r"), [("b".to_string(), 1)]);
@@ -178,6 +269,7 @@ mod batch {
             1,
             "a cancelled start is no new attempt"
         );
+        assert_eq!(started("b").len(), 1, "and records no job_started");
     }
 
     #[test]
