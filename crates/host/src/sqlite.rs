@@ -116,6 +116,28 @@ fn is_busy(e: &str) -> bool {
     e.contains("database is locked")
 }
 
+/// Tries `attempt` until it answers anything but busy, with a `pause` before each of
+/// at most `quick` retries; still busy then, answers `patient`'s one try.
+async fn retry_busy<T>(
+    quick: u32,
+    mut attempt: impl AsyncFnMut() -> Result<T, String>,
+    pause: impl AsyncFn(),
+    patient: impl AsyncFnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    let mut result = attempt().await;
+    for _ in 0..quick {
+        if !matches!(&result, Err(e) if is_busy(e)) {
+            return result;
+        }
+        pause().await;
+        result = attempt().await;
+    }
+    match result {
+        Err(e) if is_busy(&e) => patient().await,
+        other => other,
+    }
+}
+
 impl Connection {
     /// The instance's kept connection to the `default` database (opened on first use,
     /// dropped after an error), for statements that each stand alone: autocommit
@@ -151,25 +173,26 @@ impl Connection {
 
     /// Runs one statement (Spin runs only the first of several, silently).
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
-        let mut result = self.execute_once(sql, params).await;
         if !self.impatient {
-            return result;
+            return self.execute_once(sql, params).await;
         }
-        let mut tries = 0;
-        while matches!(&result, Err(e) if is_busy(e)) {
-            if tries == BUSY_RETRIES {
-                // Long contention: this statement waits in SQLite's handler, on a
-                // connection of its own (the kept one goes on serving the others).
-                let patient = Connection::open_default().await?;
-                result = patient.execute_once(sql, params).await;
-                break;
-            }
-            tries += 1;
-            #[cfg(any(feature = "sdk5", feature = "sdk6"))]
-            backend::yield_now().await;
-            result = self.execute_once(sql, params).await;
-        }
-        result
+        retry_busy(
+            BUSY_RETRIES,
+            async || self.execute_once(sql, params).await,
+            async || {
+                #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+                backend::yield_now().await;
+            },
+            // Long contention: this statement waits in SQLite's handler, on a
+            // connection of its own (the kept one goes on serving the others).
+            async || {
+                Connection::open_default()
+                    .await?
+                    .execute_once(sql, params)
+                    .await
+            },
+        )
+        .await
     }
 
     async fn execute_once(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
@@ -342,6 +365,59 @@ mod backend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    /// `retry_busy` over an attempt that is busy `busy_for` times, then answers `ok`;
+    /// answers (result, attempts, pauses, patient tries).
+    fn retried(busy_for: u32, quick: u32) -> (Result<&'static str, String>, u32, u32, u32) {
+        let (attempts, pauses, patient) = (Cell::new(0), Cell::new(0), Cell::new(0));
+        let result = futures::executor::block_on(retry_busy(
+            quick,
+            async || {
+                attempts.set(attempts.get() + 1);
+                if attempts.get() <= busy_for {
+                    Err("sqlite: io error: database is locked".to_string())
+                } else {
+                    Ok("ok")
+                }
+            },
+            async || pauses.set(pauses.get() + 1),
+            async || {
+                patient.set(patient.get() + 1);
+                Ok("patient")
+            },
+        ));
+        (result, attempts.get(), pauses.get(), patient.get())
+    }
+
+    #[test]
+    fn a_busy_database_is_retried_after_a_pause_each_time() {
+        assert_eq!(retried(0, 64), (Ok("ok"), 1, 0, 0));
+        assert_eq!(retried(3, 64), (Ok("ok"), 4, 3, 0));
+        assert_eq!(retried(64, 64), (Ok("ok"), 65, 64, 0));
+    }
+
+    #[test]
+    fn long_contention_ends_in_one_patient_try() {
+        assert_eq!(retried(65, 64), (Ok("patient"), 65, 64, 1));
+        assert_eq!(retried(u32::MAX, 0), (Ok("patient"), 1, 0, 1));
+    }
+
+    #[test]
+    fn other_errors_are_not_retried() {
+        let attempts = Cell::new(0);
+        let result: Result<(), String> = futures::executor::block_on(retry_busy(
+            64,
+            async || {
+                attempts.set(attempts.get() + 1);
+                Err("no such table: jobs".to_string())
+            },
+            async || {},
+            async || Ok(()),
+        ));
+        assert_eq!(result, Err("no such table: jobs".to_string()));
+        assert_eq!(attempts.get(), 1);
+    }
 
     #[test]
     fn rows_read_by_name_and_type() {

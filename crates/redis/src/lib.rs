@@ -236,16 +236,8 @@ impl Redis {
         if entries.is_empty() {
             return Ok(0);
         }
-        let mut keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
+        let (mut keys, mut args) = entry_keys_and_args(entries);
         keys.extend([woken, tally[0], tally[1]]);
-        let mut args = Vec::with_capacity(entries.len() * 3 + 3);
-        for e in entries {
-            args.extend([
-                Arg::Bytes(e.value),
-                Arg::Int(e.ttl_s as i64),
-                Arg::Bytes(e.message),
-            ]);
-        }
         args.extend([
             Arg::Str(channel),
             Arg::Str(second),
@@ -266,15 +258,7 @@ impl Redis {
         if entries.is_empty() {
             return Ok(0);
         }
-        let keys: Vec<&str> = entries.iter().map(|e| e.key).collect();
-        let mut args = Vec::with_capacity(entries.len() * 3 + 1);
-        for e in entries {
-            args.extend([
-                Arg::Bytes(e.value),
-                Arg::Int(e.ttl_s as i64),
-                Arg::Bytes(e.message),
-            ]);
-        }
+        let (keys, mut args) = entry_keys_and_args(entries);
         args.push(Arg::Str(channel));
         let reply = self.eval(&SET_EX_AND_PUBLISH_ALL, &keys, &args).await?;
         int_reply(&reply)
@@ -394,6 +378,21 @@ const SET_EX_AND_PUBLISH_ALL: Script = Script {
 /// redis-rs's `NoScriptError`).
 pub fn is_noscript(err: &RedisError) -> bool {
     matches!(err, RedisError::Command(msg) if msg.contains("NOSCRIPT") || msg.contains("NoScriptError"))
+}
+
+/// The scripts' keys and arguments for `entries`: per entry its key, and its value,
+/// TTL and message.
+fn entry_keys_and_args<'a>(entries: &[StatusAndMessage<'a>]) -> (Vec<&'a str>, Vec<Arg<'a>>) {
+    let keys = entries.iter().map(|e| e.key).collect();
+    let mut args = Vec::with_capacity(entries.len() * 3 + 3);
+    for e in entries {
+        args.extend([
+            Arg::Bytes(e.value),
+            Arg::Int(e.ttl_s as i64),
+            Arg::Bytes(e.message),
+        ]);
+    }
+    (keys, args)
 }
 
 /// One key to set (with its TTL; 0: do not cache) and the message that announces it,
