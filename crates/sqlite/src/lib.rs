@@ -41,11 +41,19 @@ pub fn text(s: &str) -> Value {
 
 /// A query that fails because a table, column or index is missing means "migrate
 /// first". (A query that needs an index-only migration names the index with
-/// `INDEXED BY`, so a database without it fails this way too.)
+/// `INDEXED BY`, so a database without it fails this way too.) An INSERT that names a
+/// column the table or view does not have yet says so in its own words: a request
+/// that reached a new database while another was still migrating it got a 503 for
+/// it (`two_clients_interleaving_…` in tests/e2e_instances.rs).
 pub fn classify(msg: &str) -> DbError {
-    if ["no such table", "no such column", "no such index"]
-        .iter()
-        .any(|missing| msg.contains(missing))
+    if [
+        "no such table",
+        "no such column",
+        "no such index",
+        "has no column named",
+    ]
+    .iter()
+    .any(|missing| msg.contains(missing))
     {
         DbError::Schema(msg.to_string())
     } else {
@@ -349,6 +357,7 @@ mod tests {
             "no such table: jobs",
             "no such column: dispatch",
             "no such index: jobs_by_duration",
+            "table job_submissions has no column named owner",
         ] {
             assert!(matches!(classify(msg), DbError::Schema(_)), "{msg}");
         }
