@@ -84,6 +84,11 @@ pub struct ToolSpec {
     pub params: Value,
     pub outputs: Vec<ToolOutput>,
     pub timeout_s: u64,
+    /// Its run time is bounded by its input's size: it runs no program taken from the
+    /// request (a jq filter is one), so a small job of it ends within milliseconds. A
+    /// worker starts such small jobs together ([`ToolSpec::runs_quickly`]).
+    #[serde(default)]
+    pub bounded: bool,
     pub examples: Vec<ToolExample>,
 }
 
@@ -94,7 +99,18 @@ pub const REGISTRY_DIR: &str = "/registry";
 /// job may run inline in a request there.
 pub const MAX_TIMEOUT_S: u64 = 30;
 
+/// Parameters up to this size (their JSON) make a small job of a bounded tool.
+pub const QUICK_PARAMS_BYTES: usize = 16 * 1024;
+
 impl ToolSpec {
+    /// Whether a job of this tool with these parameters (`params_json`) ends within
+    /// milliseconds for sure: the tool is [`bounded`](ToolSpec::bounded) and the input
+    /// small. A worker may start several such jobs in one statement, since none of them
+    /// can hold its run long enough for its start to matter to the hard limit.
+    pub fn runs_quickly(&self, params_json: &str) -> bool {
+        self.bounded && params_json.len() <= QUICK_PARAMS_BYTES
+    }
+
     /// Structural checks that serde cannot express.
     pub fn check(&self) -> Result<(), String> {
         if self.title.trim().is_empty() || self.description.trim().is_empty() {
@@ -351,5 +367,21 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../registry");
         let reg = Registry::load_dir(&dir).unwrap();
         assert!(reg.get("build_graph").is_some());
+        // A jq filter is a program from the request: it may loop, so its jobs always
+        // start one at a time, under the hard limit.
+        let jq = reg.get("json_query").unwrap();
+        assert!(!jq.bounded && !jq.runs_quickly("{}"));
+        assert!(reg.get("text_stats").unwrap().bounded);
+    }
+
+    #[test]
+    fn only_small_jobs_of_bounded_tools_run_quickly() {
+        let mut spec: ToolSpec = serde_json::from_value(tool("text_stats")).unwrap();
+        assert!(!spec.bounded, "a tool is not bounded unless it says so");
+        assert!(!spec.runs_quickly("{}"));
+        spec.bounded = true;
+        assert!(spec.runs_quickly("{}"));
+        assert!(spec.runs_quickly(&"x".repeat(QUICK_PARAMS_BYTES)));
+        assert!(!spec.runs_quickly(&"x".repeat(QUICK_PARAMS_BYTES + 1)));
     }
 }

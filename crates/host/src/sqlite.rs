@@ -100,6 +100,18 @@ pub struct Connection {
     inner: backend::Conn,
     /// `busy_timeout = 0`: a busy answer is retried by [`Connection::execute`].
     impatient: bool,
+    /// What a retry waits for first (with `impatient`).
+    pause: Pause,
+}
+
+/// How an impatient connection waits before it tries a busy database again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(any(feature = "sdk5", feature = "sdk6")), allow(dead_code))]
+enum Pause {
+    /// Yields to the host once (a WASIp3 instance serving other requests).
+    Yield,
+    /// Sleeps (a 5.2 worker, which has nothing to yield to).
+    Sleep(std::time::Duration),
 }
 
 /// Quick tries of a statement on the kept connection that found the database busy
@@ -153,6 +165,7 @@ impl Connection {
             Ok(Connection {
                 inner: backend::kept().await?,
                 impatient: cfg!(feature = "sdk6"),
+                pause: Pause::Yield,
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -165,10 +178,33 @@ impl Connection {
             Ok(Connection {
                 inner: backend::open().await?,
                 impatient: false,
+                pause: Pause::Yield,
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
         Err("no Spin SDK in this build".into())
+    }
+
+    /// A connection of its own that retries a busy database itself (`busy_timeout = 0`),
+    /// sleeping `pause` before each of [`BUSY_RETRIES`] tries, then makes one try that
+    /// waits in SQLite's handler: for a worker's transitions, where nothing else runs
+    /// in the instance while it waits.
+    pub async fn open_retrying(pause: std::time::Duration) -> Result<Connection, String> {
+        #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+        {
+            let conn = Connection {
+                inner: backend::open().await?,
+                impatient: true,
+                pause: Pause::Sleep(pause),
+            };
+            conn.execute_once("PRAGMA busy_timeout = 0", &[]).await?;
+            Ok(conn)
+        }
+        #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
+        {
+            let _ = pause;
+            Err("no Spin SDK in this build".into())
+        }
     }
 
     /// Runs one statement (Spin runs only the first of several, silently).
@@ -179,9 +215,12 @@ impl Connection {
         retry_busy(
             BUSY_RETRIES,
             async || self.execute_once(sql, params).await,
-            async || {
-                #[cfg(any(feature = "sdk5", feature = "sdk6"))]
-                backend::yield_now().await;
+            async || match self.pause {
+                Pause::Yield => {
+                    #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+                    backend::yield_now().await;
+                }
+                Pause::Sleep(d) => std::thread::sleep(d),
             },
             // Long contention: this statement waits in SQLite's handler, on a
             // connection of its own (the kept one goes on serving the others).

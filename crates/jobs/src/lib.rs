@@ -24,7 +24,7 @@ use data20_domain::limits;
 use data20_domain::time::{now_ms, rfc3339_ms};
 use data20_domain::{ApiError, JobEvent, JobId, JobStatus, Registry, Settings, ToolSpec};
 use data20_redis::{keys, Redis, StatusAndMessage};
-use data20_sqlite::batch::{Ending, Finish, Start};
+use data20_sqlite::batch::{Ending, Finish, Start, Starting};
 use data20_sqlite::jobs::{
     CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, Lease, NewEvent, NewJob,
     NewOutput, RetryOutcome,
@@ -124,6 +124,10 @@ pub const BATCH_SIZE: u32 = 16;
 /// How long a claimed job may wait for its turn in a batch before another runner may
 /// take it over (its runner died, or the jobs ahead of it run long).
 pub const WAITING_LEASE_MS: i64 = 30_000;
+/// How long a drain whose last claim found less than a full batch waits before it
+/// claims again: the jobs that come in meanwhile share the next claim, start and
+/// ending. A job's wait grows by this much at most; a first claim never waits.
+pub const DRAIN_LINGER: Duration = Duration::from_millis(20);
 /// A batch records the endings it has and announces them at least this often.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
@@ -465,20 +469,28 @@ impl Jobs<'_> {
         // Of a batch, only the job that was running when the instance ended is to
         // blame: the ones still waiting, or run but not yet recorded, go back to the
         // queue (this wake-up's drain takes them again).
-        match self.db.requeue_waiting(&prefix, MAX_ATTEMPTS).await {
-            Ok(back) if !back.is_empty() => {
-                log_info(&format!("{} jobs of a batch back in the queue", back.len()))
-            }
-            Ok(_) => {}
-            Err(e) => log_warn(&format!("cannot requeue a batch's waiting jobs: {e}")),
-        }
-        let orphans = match self.db.running_jobs_of(&prefix).await {
-            Ok(o) => o.into_iter().map(|j| j.id).collect::<Vec<_>>(),
+        self.requeue_orphans(&prefix, false).await;
+        let mut orphans = match self.db.running_jobs_of(&prefix).await {
+            Ok(o) => o,
             Err(e) => {
                 log_warn(&format!("cannot look for orphaned jobs: {e}"));
                 return 0;
             }
         };
+        if orphans.iter().filter(|j| j.deadline_ms.is_some()).count() > 1 {
+            // Quick jobs started together (`run_batch`): none of them is known to be
+            // the one that ended the instance. They run again, their attempt counted,
+            // so one that ends it every time runs out of attempts and fails alone.
+            self.requeue_orphans(&prefix, true).await;
+            orphans = match self.db.running_jobs_of(&prefix).await {
+                Ok(o) => o,
+                Err(e) => {
+                    log_warn(&format!("cannot look for orphaned jobs: {e}"));
+                    return 0;
+                }
+            };
+        }
+        let orphans: Vec<JobId> = orphans.into_iter().map(|j| j.id).collect();
         let msg = limits::trapped_error(self.settings.worker_memory_limit());
         let mut failed = 0;
         for id in orphans {
@@ -489,6 +501,22 @@ impl Jobs<'_> {
             }
         }
         failed
+    }
+
+    /// Puts this loop's claimed jobs back in the queue: the waiting ones, and with
+    /// `running_too` the running ones (see [`Jobs::fail_orphans`]).
+    async fn requeue_orphans(&self, prefix: &str, running_too: bool) {
+        match self
+            .db
+            .requeue_waiting(prefix, MAX_ATTEMPTS, running_too)
+            .await
+        {
+            Ok(back) if !back.is_empty() => {
+                log_info(&format!("{} jobs of a batch back in the queue", back.len()))
+            }
+            Ok(_) => {}
+            Err(e) => log_warn(&format!("cannot requeue a batch's jobs: {e}")),
+        }
     }
 
     /// Fails a running job that something outside its run stopped (a trapped instance,
@@ -582,9 +610,16 @@ impl Jobs<'_> {
         let started = std::time::Instant::now();
         let mut registry = None;
         let (mut ran, mut since_purge) = (0, 0);
+        let mut last_claim = None;
         while ran < max_jobs && started.elapsed() < budget {
+            if last_claim.is_some_and(|n| n < BATCH_SIZE as usize) {
+                // Jobs are coming in about as fast as they run: wait for a fuller batch,
+                // which costs the next claim, start and ending one write each.
+                std::thread::sleep(DRAIN_LINGER);
+            }
             let runner = self.runner_name();
             let batch = self.claim_batch(&runner).await?;
+            last_claim = Some(batch.len());
             let picked = if batch.is_empty() {
                 let Some((id, tool)) = self.db.next_runnable(now_ms()).await.map_err(db_error)?
                 else {
@@ -636,8 +671,11 @@ impl Jobs<'_> {
     /// Runs a claimed batch in order. Each job is marked as it starts, with its own
     /// `job_started` recorded and announced then (so the hard limit and a trapped
     /// instance concern it alone, and a job whose turn never came was never started,
-    /// see `data20_sqlite::batch`); the endings are recorded and announced together,
-    /// at least every [`FLUSH_EVERY`]. Answers how many jobs it took.
+    /// see `data20_sqlite::batch`), except that consecutive quick jobs
+    /// ([`ToolSpec::runs_quickly`]: a bounded tool, small parameters) start together,
+    /// in one statement and one announcement: none of them can run long enough for its
+    /// start time to matter. The endings are recorded and announced together, at least
+    /// every [`FLUSH_EVERY`]. Answers how many jobs it took.
     async fn run_batch(
         &self,
         registry: &Registry,
@@ -645,78 +683,129 @@ impl Jobs<'_> {
         batch: Vec<Claimed>,
     ) -> Result<usize, ApiError> {
         let taken = batch.len();
+        let quick = |c: &Claimed| {
+            registry
+                .get(&c.record.tool)
+                .is_some_and(|t| t.runs_quickly(&c.params))
+        };
         let mut ended: Vec<(JobId, Ended)> = Vec::new();
-        let mut previous: Option<JobId> = None;
+        // Jobs run but whose ending is not recorded yet: the next start ends their runs.
+        let mut run_over: Vec<JobId> = Vec::new();
         let mut flushed = std::time::Instant::now();
-        for Claimed { record, params } in batch {
-            let id = record.id;
-            let spec = registry.get(&record.tool);
-            let timeout_s = spec.map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
-            let now = now_ms();
-            let deadline_ms = now + timeout_s as i64 * 1000;
-            // The job_started event is rendered before the start, to be recorded by the
-            // start's own statement: the job as it will be once started.
-            let mut starting = record.clone();
-            starting.started_ms = Some(now);
-            let started_event = self.event_json(&starting, JobEventKind::JobStarted);
-            let start = self
-                .db
-                .start_in_batch(
-                    &id,
-                    previous.as_ref(),
-                    runner,
-                    now,
-                    deadline_ms,
-                    deadline_ms + LEASE_GRACE_MS,
-                    now + WAITING_LEASE_MS,
-                    &started_event,
-                )
-                .await
-                .map_err(db_error)?;
-            previous = Some(id);
-            match start {
-                Start::Lost => previous = None,
-                Start::CancelRequested => ended.push((id, Ended::Cancelled)),
-                Start::Run(started) => {
-                    // Recorded with the start; announced as recorded.
-                    self.publish(&started, JobEventKind::JobStarted, &started_event)
-                        .await;
-                    let supervisor = JobSupervisor {
-                        jobs: self,
-                        id,
-                        runner,
-                    };
-                    let began = std::time::Instant::now();
-                    let outcome = match spec {
-                        None => Err(Stopped::Failed(format!(
-                            "tool {:?} is no longer in the registry",
-                            record.tool
-                        ))),
-                        Some(spec) => run_tool(spec, &params, &supervisor),
-                    };
-                    let duration_ms = began.elapsed().as_millis() as i64;
-                    ended.push((
-                        id,
-                        match outcome {
-                            Ok(outputs) => Ended::Completed {
-                                duration_ms,
-                                outputs,
-                            },
-                            Err(Stopped::Failed(error)) => Ended::Failed(error),
-                            Err(Stopped::Cancelled) => Ended::Cancelled,
-                        },
-                    ));
+        let mut claimed = batch.into_iter().peekable();
+        while let Some(first) = claimed.next() {
+            let mut group = vec![first];
+            if quick(&group[0]) {
+                while let Some(next) = claimed.next_if(quick) {
+                    group.push(next);
                 }
             }
-            if flushed.elapsed() >= FLUSH_EVERY {
-                self.record_endings(runner, &mut ended).await?;
-                flushed = std::time::Instant::now();
-                // Recorded endings are final: nothing left to end by the next start.
-                previous = None;
+            let starts = self
+                .start_group(registry, runner, &group, &run_over)
+                .await?;
+            run_over.clear();
+            for (Claimed { record, params }, start) in group.into_iter().zip(starts) {
+                let id = record.id;
+                match start {
+                    Start::Lost => continue,
+                    Start::CancelRequested => ended.push((id, Ended::Cancelled)),
+                    Start::Run(_) => {
+                        let supervisor = JobSupervisor {
+                            jobs: self,
+                            id,
+                            runner,
+                        };
+                        let began = std::time::Instant::now();
+                        let outcome = match registry.get(&record.tool) {
+                            None => Err(Stopped::Failed(format!(
+                                "tool {:?} is no longer in the registry",
+                                record.tool
+                            ))),
+                            Some(spec) => run_tool(spec, &params, &supervisor),
+                        };
+                        let duration_ms = began.elapsed().as_millis() as i64;
+                        ended.push((
+                            id,
+                            match outcome {
+                                Ok(outputs) => Ended::Completed {
+                                    duration_ms,
+                                    outputs,
+                                },
+                                Err(Stopped::Failed(error)) => Ended::Failed(error),
+                                Err(Stopped::Cancelled) => Ended::Cancelled,
+                            },
+                        ));
+                    }
+                }
+                run_over.push(id);
+                if flushed.elapsed() >= FLUSH_EVERY {
+                    self.record_endings(runner, &mut ended).await?;
+                    flushed = std::time::Instant::now();
+                    // Recorded endings are final: nothing left to end by the next start.
+                    run_over.clear();
+                }
             }
         }
         self.record_endings(runner, &mut ended).await?;
         Ok(taken)
+    }
+
+    /// Starts `group` (claimed by `runner`) in one statement that also ends the runs of
+    /// `run_over`, and announces the jobs it started in one round trip, each with the
+    /// `job_started` the statement recorded. Answers what it found for each job.
+    async fn start_group(
+        &self,
+        registry: &Registry,
+        runner: &str,
+        group: &[Claimed],
+        run_over: &[JobId],
+    ) -> Result<Vec<Start>, ApiError> {
+        let now = now_ms();
+        // Each job_started is rendered before the start, to be recorded by the start's
+        // own statement: the job as it will be once started.
+        let events: Vec<String> = group
+            .iter()
+            .map(|c| {
+                let mut starting = c.record.clone();
+                starting.started_ms = Some(now);
+                self.event_json(&starting, JobEventKind::JobStarted)
+            })
+            .collect();
+        let starting: Vec<Starting<'_>> = group
+            .iter()
+            .zip(&events)
+            .map(|(c, event)| {
+                let timeout_s = registry
+                    .get(&c.record.tool)
+                    .map_or(data20_domain::registry::MAX_TIMEOUT_S, |t| t.timeout_s);
+                let deadline_ms = now + timeout_s as i64 * 1000;
+                Starting {
+                    id: c.record.id,
+                    deadline_ms,
+                    lease_ms: deadline_ms + LEASE_GRACE_MS,
+                    started_event: event,
+                }
+            })
+            .collect();
+        let starts = self
+            .db
+            .start_in_batch(&starting, run_over, runner, now, now + WAITING_LEASE_MS)
+            .await
+            .map_err(db_error)?;
+        // Recorded with the starts; announced as recorded.
+        self.publish_all(
+            starts
+                .iter()
+                .zip(&events)
+                .filter_map(|(start, event)| match start {
+                    Start::Run(started) => {
+                        Some((&**started, JobEventKind::JobStarted, event.as_str()))
+                    }
+                    _ => None,
+                }),
+        )
+        .await;
+        Ok(starts)
     }
 
     /// Records the endings a batch has so far in one transaction and announces them

@@ -3,13 +3,17 @@
 //! Spin's SQLite makes every statement a hop to the host, and a job run one at a time
 //! took eleven (the next job, a claim transaction, a completion transaction). A worker
 //! now claims up to a batch of queued jobs in one statement, marks each one as it
-//! starts with one statement, and records the batch's endings in one transaction.
+//! starts with one statement (consecutive quick jobs, see `ToolSpec::runs_quickly`,
+//! with one statement for them all), and records the batch's endings in one
+//! transaction.
 //!
 //! Which claimed job is *running now* is what `deadline_ms` says: it is set when a job
-//! starts and cleared (one statement, the same one that starts the next job) when its
-//! run is over, even if its ending is not recorded yet. So the supervisor kills only
-//! for the job really running, and a worker whose instance died fails only that job
-//! ([`Db::requeue_waiting`] puts the rest of its batch back in the queue).
+//! starts and cleared (by the statement that starts the next job) when its run is
+//! over, even if its ending is not recorded yet. So the supervisor kills only for the
+//! job really running, and a worker whose instance died fails only that job
+//! ([`Db::requeue_waiting`] puts the rest of its batch back in the queue). Quick jobs
+//! started together all have a deadline while they run; when such a group's instance
+//! dies, the whole group goes back to the queue, its attempts counted.
 
 use crate::jobs::{id_value, record, Claimed, JobRecord, NewOutput, StoredOutput, ROW_COLUMNS};
 use crate::{text, Db, DbError, Value};
@@ -31,23 +35,28 @@ pub fn claim_sql() -> String {
     )
 }
 
-/// `UPDATE` that starts a claimed job (one attempt more, unless someone asked to cancel
-/// it) and ends the previous job's run (its ending is recorded later, with the
-/// batch's), recording the job's `job_started` event (migration 7's trigger).
-/// Parameters: the job, its deadline, the job, its lease, the waiting lease (for the
-/// previous job), the job, now, the job, the job, its `job_started` payload, the job,
-/// the previous job (the job itself when there is none), the runner. Answers the rows
-/// it touched.
-pub fn start_sql() -> String {
+/// `UPDATE … FROM (VALUES …)` that starts `starting` claimed jobs (one attempt more
+/// each, unless someone asked to cancel it) and ends the runs of `ended` jobs run
+/// before them (their endings are recorded later, with the batch's), recording each
+/// started job's `job_started` event (migration 7's trigger). Parameters: now, then a
+/// row per job, first the started ones: its id, its deadline (NULL for an ended run),
+/// its lease (the waiting lease for an ended run), 1 to start it or 0, its
+/// `job_started` payload (NULL for an ended run); then the runner. Answers the rows it
+/// touched.
+pub fn start_sql(starting: usize, ended: usize) -> String {
     format!(
         "UPDATE jobs SET \
-           deadline_ms = CASE WHEN id = ? THEN ? ELSE NULL END, \
-           lease_ms = CASE WHEN id = ? THEN ? ELSE ? END, \
-           started_ms = CASE WHEN id = ? THEN ? ELSE started_ms END, \
-           attempts = CASE WHEN id = ? AND cancel_requested = 0 THEN attempts + 1 ELSE attempts END, \
-           started_event = CASE WHEN id = ? AND cancel_requested = 0 THEN ? ELSE NULL END \
-         WHERE id IN (?, ?) AND status = 'running' AND runner = ? \
-         RETURNING {ROW_COLUMNS}"
+           deadline_ms = v.column2, \
+           lease_ms = v.column3, \
+           started_ms = CASE WHEN v.column4 = 1 THEN ? ELSE jobs.started_ms END, \
+           attempts = CASE WHEN v.column4 = 1 AND jobs.cancel_requested = 0 \
+             THEN jobs.attempts + 1 ELSE jobs.attempts END, \
+           started_event = CASE WHEN v.column4 = 1 AND jobs.cancel_requested = 0 \
+             THEN v.column5 ELSE NULL END \
+         FROM (VALUES {}) AS v \
+         WHERE jobs.id = v.column1 AND jobs.status = 'running' AND jobs.runner = ? \
+         RETURNING {ROW_COLUMNS}",
+        rows(starting + ended, 5)
     )
 }
 
@@ -92,13 +101,31 @@ pub const REQUEUE_WAITING_SQL: &str = "UPDATE jobs SET status = 'queued', runner
        AND substr(runner, 1, length(?)) = ? AND attempts < ? \
      RETURNING id";
 
+/// The same for every job of `runner_prefix`, running or not: for a group of quick jobs
+/// started together, when none of them is known to be the one that ended the run.
+pub const REQUEUE_ALL_SQL: &str = "UPDATE jobs SET status = 'queued', runner = NULL, \
+       lease_ms = NULL, started_ms = NULL, deadline_ms = NULL \
+     WHERE status = 'running' \
+       AND substr(runner, 1, length(?)) = ? AND attempts < ? \
+     RETURNING id";
+
 /// `(?, ?), (?, ?)` for `n` rows of `width` values.
 fn rows(n: usize, width: usize) -> String {
     let row = format!("({})", vec!["?"; width].join(", "));
     vec![row; n].join(", ")
 }
 
-/// What [`Db::start_in_batch`] found.
+/// A claimed job to start ([`Db::start_in_batch`]).
+pub struct Starting<'a> {
+    pub id: JobId,
+    pub deadline_ms: i64,
+    pub lease_ms: i64,
+    /// Its `job_started` payload, rendered by the caller: the job as it will be once
+    /// started.
+    pub started_event: &'a str,
+}
+
+/// What [`Db::start_in_batch`] found for one job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Start {
     /// The job is this runner's and now running (as the row now reads): run it.
@@ -176,53 +203,59 @@ impl Db {
         .await
     }
 
-    /// Starts `id`, claimed by `runner`, until `deadline_ms` (lease `lease_ms`), and
-    /// ends the run of `previous` (this runner's job before it, whose ending is not
-    /// recorded yet), in one statement. The same statement records `started_event`
-    /// (the job's `job_started`, rendered by the caller) unless a cancel is pending
-    /// (migration 7's trigger).
-    #[allow(clippy::too_many_arguments)]
+    /// Starts `starting`, claimed by `runner`, each until its deadline, and ends the
+    /// runs of `ended` (this runner's jobs run before them, whose endings are not
+    /// recorded yet; their lease goes back to `waiting_lease_ms`), in one statement.
+    /// The same statement records each job's `job_started` unless a cancel is pending
+    /// (migration 7's trigger). Answers what it found for each of `starting`, in order.
     pub async fn start_in_batch(
         &self,
-        id: &JobId,
-        previous: Option<&JobId>,
+        starting: &[Starting<'_>],
+        ended: &[JobId],
         runner: &str,
         now_ms: i64,
-        deadline_ms: i64,
-        lease_ms: i64,
         waiting_lease_ms: i64,
-        started_event: &str,
-    ) -> Result<Start, DbError> {
-        let job = id_value(id);
-        let params = [
-            job.clone(),
-            Value::Integer(deadline_ms),
-            job.clone(),
-            Value::Integer(lease_ms),
-            Value::Integer(waiting_lease_ms),
-            job.clone(),
-            Value::Integer(now_ms),
-            job.clone(),
-            job.clone(),
-            text(started_event),
-            job.clone(),
-            previous.map_or_else(|| job.clone(), id_value),
-            text(runner),
-        ];
-        let r = self
-            .with_schema(async |db: &Db| db.execute(&start_sql(), &params).await)
-            .await?;
-        for row in r.rows() {
-            let started = record(&row)?;
-            if started.id == *id {
-                return Ok(if started.cancel_requested {
-                    Start::CancelRequested
-                } else {
-                    Start::Run(Box::new(started))
-                });
-            }
+    ) -> Result<Vec<Start>, DbError> {
+        if starting.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(Start::Lost)
+        let mut params = Vec::with_capacity(2 + 5 * (starting.len() + ended.len()));
+        params.push(Value::Integer(now_ms));
+        for s in starting {
+            params.extend([
+                id_value(&s.id),
+                Value::Integer(s.deadline_ms),
+                Value::Integer(s.lease_ms),
+                Value::Integer(1),
+                text(s.started_event),
+            ]);
+        }
+        for id in ended {
+            params.extend([
+                id_value(id),
+                Value::Null,
+                Value::Integer(waiting_lease_ms),
+                Value::Integer(0),
+                Value::Null,
+            ]);
+        }
+        params.push(text(runner));
+        let sql = start_sql(starting.len(), ended.len());
+        let r = self
+            .with_schema(async |db: &Db| db.execute(&sql, &params).await)
+            .await?;
+        let touched = r
+            .rows()
+            .map(|row| record(&row))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(starting
+            .iter()
+            .map(|s| match touched.iter().find(|t| t.id == s.id) {
+                None => Start::Lost,
+                Some(t) if t.cancel_requested => Start::CancelRequested,
+                Some(t) => Start::Run(Box::new(t.clone())),
+            })
+            .collect())
     }
 
     /// Records the endings of jobs `runner` still holds, with their outputs and their
@@ -327,16 +360,23 @@ impl Db {
 
     /// Puts back in the queue the jobs a runner of `runner_prefix` had claimed but was
     /// not running when its instance ended (waiting, or run but not yet recorded), so
-    /// they run again; answers them. A job out of attempts stays for the caller to fail.
+    /// they run again; answers them. With `running_too`, the jobs it was running go
+    /// back as well. A job out of attempts stays for the caller to fail.
     pub async fn requeue_waiting(
         &self,
         runner_prefix: &str,
         max_attempts: i64,
+        running_too: bool,
     ) -> Result<Vec<JobId>, DbError> {
+        let sql = if running_too {
+            REQUEUE_ALL_SQL
+        } else {
+            REQUEUE_WAITING_SQL
+        };
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    REQUEUE_WAITING_SQL,
+                    sql,
                     &[
                         text(runner_prefix),
                         text(runner_prefix),
@@ -361,7 +401,7 @@ mod tests {
         assert_eq!(rows(1, 2), "(?, ?)");
         assert_eq!(rows(3, 1), "(?), (?), (?)");
         assert_eq!(finish_sql(2).matches('?').count(), 2 + 2 * 4 + 1);
-        assert_eq!(start_sql().matches('?').count(), 13);
+        assert_eq!(start_sql(2, 1).matches('?').count(), 1 + 3 * 5 + 1);
         assert_eq!(claim_sql().matches('?').count(), 4);
     }
 }

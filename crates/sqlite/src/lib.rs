@@ -61,6 +61,10 @@ pub fn classify(msg: &str) -> DbError {
     }
 }
 
+/// How long a worker's connection sleeps before it tries a busy database again (Tokio's
+/// timers, behind a guest's sleep, tick every millisecond).
+pub const TRANSITION_BUSY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The app's database (Spin's `default` SQLite database).
 pub struct Db {
     conn: Connection,
@@ -97,12 +101,17 @@ impl Db {
     /// and the jobs they touched are claimed again (queued, or running past their
     /// lease). The INSERT behind a 202 never goes through this connection.
     ///
-    /// Its statements wait in SQLite's busy handler, unlike the API's kept connection
-    /// (`Connection::kept_default`): a 5.2 worker cannot yield between quick retries,
-    /// and workers that retried at once took the write lock from the API's submissions
-    /// (docs/BENCHMARKS.md, issue 20).
+    /// A busy database is retried by the connection itself, a short sleep
+    /// ([`TRANSITION_BUSY_PAUSE`]) before each try, instead of in SQLite's busy handler,
+    /// whose sleeps grow to 100 ms: the API's submissions hold the write lock most of the
+    /// time under load, and a worker that slept that long between tries lost nearly
+    /// every round and ran almost nothing until the load stopped (docs/BENCHMARKS.md,
+    /// issue 20).
     pub async fn open_for_transitions() -> Result<Db, DbError> {
-        let db = Db::open().await?;
+        let db = Db {
+            conn: Connection::open_retrying(TRANSITION_BUSY_PAUSE).await?,
+            shared: false,
+        };
         // A server that refuses the pragma (libSQL) keeps its own durability.
         let _ = db.execute("PRAGMA synchronous = NORMAL", &[]).await;
         Ok(db)

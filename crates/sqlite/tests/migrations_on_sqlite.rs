@@ -145,7 +145,8 @@ fn a_submission_that_fails_leaves_neither_row() {
 mod batch {
     use super::*;
     use data20_sqlite::batch::{
-        claim_sql, events_sql, finish_sql, outputs_sql, start_sql, REQUEUE_WAITING_SQL,
+        claim_sql, events_sql, finish_sql, outputs_sql, start_sql, REQUEUE_ALL_SQL,
+        REQUEUE_WAITING_SQL,
     };
     use rusqlite::params;
 
@@ -194,29 +195,123 @@ mod batch {
         );
     }
 
+    /// Starts `ids` (deadline 9 000, lease 14 000, at 2 000) and ends the runs of
+    /// `ended` (waiting lease 31 000) in one statement; answers the rows it touched.
+    fn start_all(
+        conn: &Connection,
+        ids: &[&str],
+        ended: &[&str],
+        runner: &str,
+    ) -> Vec<(String, i64)> {
+        let mut values: Vec<rusqlite::types::Value> = vec![2_000.into()];
+        for id in ids {
+            values.extend([
+                id.to_string().into(),
+                9_000.into(),
+                14_000.into(),
+                1.into(),
+                format!("started {id}").into(),
+            ]);
+        }
+        for id in ended {
+            values.extend([
+                id.to_string().into(),
+                rusqlite::types::Value::Null,
+                31_000.into(),
+                0.into(),
+                rusqlite::types::Value::Null,
+            ]);
+        }
+        values.push(runner.to_string().into());
+        let mut stmt = conn.prepare(&start_sql(ids.len(), ended.len())).unwrap();
+        let mut touched: Vec<(String, i64)> = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                Ok((r.get("id")?, r.get("cancel_requested")?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        touched.sort();
+        touched
+    }
+
     fn start(conn: &Connection, id: &str, previous: &str, runner: &str) -> Vec<(String, i64)> {
-        let mut stmt = conn.prepare(&start_sql()).unwrap();
-        stmt.query_map(
-            params![
-                id,
-                9_000,
-                id,
-                14_000,
-                31_000,
-                id,
-                2_000,
-                id,
-                id,
-                format!("started {id}"),
-                id,
-                previous,
-                runner
-            ],
-            |r| Ok((r.get("id")?, r.get("cancel_requested")?)),
+        let ended: &[&str] = if previous == id { &[] } else { &[previous] };
+        start_all(conn, &[id], ended, runner)
+    }
+
+    /// The `job_started` events of `id`: (at, payload), oldest first.
+    fn started(conn: &Connection, id: &str) -> Vec<(i64, String)> {
+        conn.prepare(
+            "SELECT at_ms, payload FROM job_events WHERE job_id = ? AND event = 'job_started' ORDER BY seq",
         )
+        .unwrap()
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+    }
+
+    #[test]
+    fn quick_jobs_start_together_and_end_the_run_before_them() {
+        let conn = migrated();
+        queued(&conn, &["a", "b", "c", "d"]);
+        claim(&conn, "worker:1:r", 4);
+        start(&conn, "a", "a", "worker:1:r");
+        conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = 'd'", [])
+            .unwrap();
+        let touched = start_all(&conn, &["b", "c", "d"], &["a"], "worker:1:r");
+        assert_eq!(
+            touched,
+            [
+                ("a".to_string(), 0),
+                ("b".to_string(), 0),
+                ("c".to_string(), 0),
+                ("d".to_string(), 1)
+            ]
+        );
+        assert_eq!(status(&conn, "a").2, None, "a's run is over");
+        for id in ["b", "c"] {
+            assert_eq!(
+                status(&conn, id).2,
+                Some(9_000),
+                "{id} runs until its deadline"
+            );
+            assert_eq!(status(&conn, id).3, 1, "{id}'s attempt counts");
+            assert_eq!(started(&conn, id), [(2_000, format!("started {id}"))]);
+        }
+        assert_eq!(status(&conn, "d").3, 0, "a cancelled start is no attempt");
+        assert!(started(&conn, "d").is_empty(), "and records no job_started");
+        assert_eq!(
+            started(&conn, "a").len(),
+            1,
+            "ending a's run records nothing"
+        );
+        assert!(
+            start_all(&conn, &["b", "c"], &[], "worker:2:r").is_empty(),
+            "not worker 2's jobs"
+        );
+    }
+
+    #[test]
+    fn a_dead_instance_s_group_goes_back_to_the_queue_with_its_attempts() {
+        let conn = migrated();
+        queued(&conn, &["a", "b", "c"]);
+        claim(&conn, "worker:1:r", 3);
+        start_all(&conn, &["a", "b"], &[], "worker:1:r");
+        conn.execute("UPDATE jobs SET attempts = 2 WHERE id = 'b'", [])
+            .unwrap();
+        let mut stmt = conn.prepare(REQUEUE_ALL_SQL).unwrap();
+        let mut back: Vec<String> = stmt
+            .query_map(params!["worker:1:", "worker:1:", 2], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        back.sort();
+        assert_eq!(back, ["a", "c"], "b is out of attempts, left to fail");
+        assert_eq!(status(&conn, "a"), ("queued".into(), None, None, 1));
+        assert_eq!(status(&conn, "c"), ("queued".into(), None, None, 0));
+        assert_eq!(status(&conn, "b").0, "running");
     }
 
     #[test]
@@ -241,18 +336,8 @@ mod batch {
         );
         // Each start recorded its job_started, with its payload and start time, in the
         // same statement; ending a's run recorded nothing more for a.
-        let started = |id: &str| -> Vec<(i64, String)> {
-            conn.prepare(
-                "SELECT at_ms, payload FROM job_events WHERE job_id = ? AND event = 'job_started' ORDER BY seq",
-            )
-            .unwrap()
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-        };
-        assert_eq!(started("a"), [(2_000, "started a".to_string())]);
-        assert_eq!(started("b"), [(2_000, "started b".to_string())]);
+        assert_eq!(started(&conn, "a"), [(2_000, "started a".to_string())]);
+        assert_eq!(started(&conn, "b"), [(2_000, "started b".to_string())]);
         let pending: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM jobs WHERE started_event IS NOT NULL",
@@ -269,7 +354,7 @@ mod batch {
             1,
             "a cancelled start is no new attempt"
         );
-        assert_eq!(started("b").len(), 1, "and records no job_started");
+        assert_eq!(started(&conn, "b").len(), 1, "and records no job_started");
     }
 
     #[test]
