@@ -156,7 +156,7 @@ async fn run(
                 body_hash: &fingerprint,
                 valid_since_ms: data20_domain::time::now_ms() - data20_jobs::IDEMPOTENCY_WINDOW_MS,
             };
-            jobs.submit(spec, &body.params, Some(stored_key), caller.owner())
+            jobs.submit(spec, &body.params, stored_key, caller.owner())
                 .await?
         }
     };

@@ -145,15 +145,17 @@ pub struct Jobs<'a> {
 }
 
 impl Jobs<'_> {
-    /// Creates a queued job (its row and its `job_created` event in one commit) and
-    /// announces it. [`Dispatch::Inline`] means no worker heard: the caller must
-    /// [`Jobs::run`] it, after its response. With an idempotency key already used for
-    /// the same body, answers the job that key made (`replayed`), untouched.
+    /// Creates a queued job submitted with an idempotency key (its row, its
+    /// `job_created` event and the key in one commit) and announces it.
+    /// [`Dispatch::Inline`] means no worker heard: the caller must [`Jobs::run`] it,
+    /// after its response. With a key already used for the same body, answers the job
+    /// that key made (`replayed`), untouched. Jobs without a key go through
+    /// [`Jobs::create_many`].
     pub async fn submit(
         &self,
         spec: &ToolSpec,
         params: &serde_json::Value,
-        idempotency: Option<IdempotencyKey<'_>>,
+        idempotency: IdempotencyKey<'_>,
         owner: Option<&str>,
     ) -> Result<Submitted, ApiError> {
         let id = JobId::new();
@@ -162,17 +164,19 @@ impl Jobs<'_> {
         let payload = self.event_json(&queued, JobEventKind::JobCreated);
         let outcome = self
             .db
-            .insert_job(&NewJob {
-                id: &id,
-                tool: spec.name.as_str(),
-                params_json: &params.to_string(),
-                created_ms: now,
-                dispatch: Dispatch::Worker.as_str(),
-                event: JobEventKind::JobCreated.as_str(),
-                event_payload: &payload,
-                idempotency,
-                owner,
-            })
+            .insert_job(
+                &NewJob {
+                    id: &id,
+                    tool: spec.name.as_str(),
+                    params_json: &params.to_string(),
+                    created_ms: now,
+                    dispatch: Dispatch::Worker.as_str(),
+                    event: JobEventKind::JobCreated.as_str(),
+                    event_payload: &payload,
+                    owner,
+                },
+                &idempotency,
+            )
             .await
             .map_err(db_error)?;
         match outcome {
@@ -233,7 +237,6 @@ impl Jobs<'_> {
                 dispatch: Dispatch::Worker.as_str(),
                 event: JobEventKind::JobCreated.as_str(),
                 event_payload: &c.payload,
-                idempotency: None,
                 owner: s.owner.as_deref(),
             })
             .collect();

@@ -118,7 +118,6 @@ pub struct NewJob<'a> {
     pub dispatch: &'a str,
     pub event: &'a str,
     pub event_payload: &'a str,
-    pub idempotency: Option<IdempotencyKey<'a>>,
     /// The key making it (closed mode).
     pub owner: Option<&'a str>,
 }
@@ -284,53 +283,59 @@ fn records(result: &QueryResult) -> Result<Vec<JobRecord>, DbError> {
 }
 
 impl Db {
-    /// Inserts a queued job and its `job_created` event: one statement and one commit
-    /// (one fsync at `synchronous = FULL`) before the 202. With an idempotency key, the
-    /// key is looked up and stored with them in one transaction (`BEGIN IMMEDIATE`
-    /// serialises writers), so two concurrent requests with one key make one job.
-    pub async fn insert_job(&self, new: &NewJob<'_>) -> Result<InsertOutcome, DbError> {
-        if new.idempotency.is_none() {
-            return self
-                .with_schema(async |db: &Db| db.insert_submission(new).await)
-                .await;
-        }
+    /// Inserts a queued job submitted with an idempotency key, and its `job_created`
+    /// event: the key is looked up and stored with them in one transaction (`BEGIN
+    /// IMMEDIATE` serialises writers), so two concurrent requests with one key make one
+    /// job. Jobs without a key go through [`Db::insert_submissions`].
+    pub async fn insert_job(
+        &self,
+        new: &NewJob<'_>,
+        key: &IdempotencyKey<'_>,
+    ) -> Result<InsertOutcome, DbError> {
         self.with_schema(async |db: &Db| {
             db.transaction(async |db: &Db| {
-                if let Some(key) = &new.idempotency {
-                    let found = db.execute(
+                let found = db
+                    .execute(
                         "SELECT job_id, body_hash FROM idempotency_keys \
                          WHERE scope = ? AND key = ? AND created_ms >= ?",
-                        &[text(key.scope), text(key.key), Value::Integer(key.valid_since_ms)],
-                    ).await?;
-                    let earlier = found.rows().next().map(|row| {
-                        (
-                            row.get::<&str>("job_id").and_then(|v| JobId::parse(v).ok()),
-                            row.get::<&str>("body_hash").unwrap_or_default() == key.body_hash,
-                        )
-                    });
-                    match earlier {
-                        Some((Some(job), true)) => return Ok(InsertOutcome::Replayed(job)),
-                        Some((_, false)) => return Ok(InsertOutcome::KeyReused),
-                        _ => {}
-                    }
-                    db.execute(
-                        "INSERT OR REPLACE INTO idempotency_keys (scope, key, body_hash, job_id, created_ms) \
-                         VALUES (?, ?, ?, ?, ?)",
                         &[
                             text(key.scope),
                             text(key.key),
-                            text(key.body_hash),
-                            id_value(new.id),
-                            Value::Integer(new.created_ms),
+                            Value::Integer(key.valid_since_ms),
                         ],
-                    ).await?;
+                    )
+                    .await?;
+                let earlier = found.rows().next().map(|row| {
+                    (
+                        row.get::<&str>("job_id").and_then(|v| JobId::parse(v).ok()),
+                        row.get::<&str>("body_hash").unwrap_or_default() == key.body_hash,
+                    )
+                });
+                match earlier {
+                    Some((Some(job), true)) => return Ok(InsertOutcome::Replayed(job)),
+                    Some((_, false)) => return Ok(InsertOutcome::KeyReused),
+                    _ => {}
                 }
+                db.execute(
+                    "INSERT OR REPLACE INTO idempotency_keys (scope, key, body_hash, job_id, created_ms) \
+                     VALUES (?, ?, ?, ?, ?)",
+                    &[
+                        text(key.scope),
+                        text(key.key),
+                        text(key.body_hash),
+                        id_value(new.id),
+                        Value::Integer(new.created_ms),
+                    ],
+                )
+                .await?;
                 db.insert_submission(new).await
-            }).await
-        }).await
+            })
+            .await
+        })
+        .await
     }
 
-    /// Inserts queued jobs without idempotency keys (theirs are ignored), each with its
+    /// Inserts queued jobs without idempotency keys, each with its
     /// `job_created` event, in one statement: one autocommit, so one host call and one
     /// commit (one fsync at `synchronous = FULL`) for the whole batch, and all or none
     /// of them. The group commit of `POST /api/run` sends the submissions of the
