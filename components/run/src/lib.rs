@@ -144,12 +144,7 @@ async fn run(
             let fingerprint = idempotency::fingerprint(&body.tool, &body.params);
             // Its lookup and insert are a transaction: a connection of its own.
             let db = Db::open().await.map_err(data20_jobs::db_error)?;
-            let jobs = Jobs {
-                db: &db,
-                redis,
-                settings,
-                source: "api",
-            };
+            let jobs = api_jobs(&db, redis, settings);
             let stored_key = data20_sqlite::jobs::IdempotencyKey {
                 scope: &scope,
                 key: key.as_str(),
@@ -227,12 +222,7 @@ async fn submit_grouped(
     };
     let queue = SUBMISSIONS.with(Rc::clone);
     let db = Db::open_shared().await.map_err(data20_jobs::db_error)?;
-    let jobs = Jobs {
-        db: &db,
-        redis,
-        settings,
-        source: "api",
-    };
+    let jobs = api_jobs(&db, redis, settings);
     let commit = async |batch: Vec<Submission>| match jobs.create_many(&batch).await {
         Ok(created) => created.into_iter().map(Ok).collect(),
         Err(e) => batch.iter().map(|_| Err(e.clone())).collect(),
@@ -258,6 +248,16 @@ async fn submit_grouped(
                 "{e}; the job may or may not have been created"
             )))
         })
+}
+
+/// The jobs as this API's requests act on them.
+fn api_jobs<'a>(db: &'a Db, redis: &'a Redis, settings: &'a Settings) -> Jobs<'a> {
+    Jobs {
+        db,
+        redis,
+        settings,
+        source: "api",
+    }
 }
 
 /// Malformed JSON and wrong shapes are 400s with serde's explanation.

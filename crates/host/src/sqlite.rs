@@ -98,21 +98,31 @@ impl<'a> FromValue<'a> for &'a [u8] {
 pub struct Connection {
     #[cfg(any(feature = "sdk5", feature = "sdk6"))]
     inner: backend::Conn,
-    /// `busy_timeout = 0`: a busy answer is retried by [`Connection::execute`].
-    impatient: bool,
-    /// What a retry waits for first (with `impatient`).
-    pause: Pause,
+    /// What a statement does when it finds the database busy.
+    busy: Busy,
 }
 
-/// How an impatient connection waits before it tries a busy database again.
+/// How a connection meets a busy database (another connection holds the write lock).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(not(any(feature = "sdk5", feature = "sdk6")), allow(dead_code))]
-enum Pause {
-    /// Yields to the host once (a WASIp3 instance serving other requests).
-    Yield,
-    /// Sleeps (a 5.2 worker, which has nothing to yield to).
-    Sleep(std::time::Duration),
+enum Busy {
+    /// Waits in SQLite's own handler (the `busy_timeout` Spin opens it with).
+    Wait,
+    /// The instance's kept connection (`busy_timeout = 0`): yields to the host before
+    /// each quick retry, then makes one try on a connection of its own that waits in
+    /// SQLite's handler, so the kept one goes on serving the instance's other requests.
+    /// Its statements stand alone (autocommit), so another connection may run one.
+    YieldThenOwnConnection,
+    /// A connection of its own (`busy_timeout = 0`) in an instance that serves nothing
+    /// else: sleeps before each quick retry, then makes one try on this same
+    /// connection in SQLite's handler: the statement may be part of a transaction
+    /// (`BEGIN IMMEDIATE` itself), which no other connection can carry on.
+    SleepThenWait(std::time::Duration),
 }
+
+/// The busy timeout of a connection's last, patient try (the one rusqlite opens with).
+const PATIENT_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+const IMPATIENT_BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 0";
 
 /// Quick tries of a statement on the kept connection that found the database busy
 /// (another connection holds the write lock: another instance's, or a worker's), each
@@ -164,8 +174,12 @@ impl Connection {
         {
             Ok(Connection {
                 inner: backend::kept().await?,
-                impatient: cfg!(feature = "sdk6"),
-                pause: Pause::Yield,
+                // A 5.2 instance serves one request: its connection is its own.
+                busy: if cfg!(feature = "sdk6") {
+                    Busy::YieldThenOwnConnection
+                } else {
+                    Busy::Wait
+                },
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -177,8 +191,7 @@ impl Connection {
         {
             Ok(Connection {
                 inner: backend::open().await?,
-                impatient: false,
-                pause: Pause::Yield,
+                busy: Busy::Wait,
             })
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -187,17 +200,16 @@ impl Connection {
 
     /// A connection of its own that retries a busy database itself (`busy_timeout = 0`),
     /// sleeping `pause` before each of [`BUSY_RETRIES`] tries, then makes one try that
-    /// waits in SQLite's handler: for a worker's transitions, where nothing else runs
-    /// in the instance while it waits.
+    /// waits in SQLite's handler ([`Busy::SleepThenWait`]): for a worker's transitions,
+    /// where nothing else runs in the instance while it waits.
     pub async fn open_retrying(pause: std::time::Duration) -> Result<Connection, String> {
         #[cfg(any(feature = "sdk5", feature = "sdk6"))]
         {
             let conn = Connection {
                 inner: backend::open().await?,
-                impatient: true,
-                pause: Pause::Sleep(pause),
+                busy: Busy::SleepThenWait(pause),
             };
-            conn.execute_once("PRAGMA busy_timeout = 0", &[]).await?;
+            conn.execute_once(IMPATIENT_BUSY_TIMEOUT, &[]).await?;
             Ok(conn)
         }
         #[cfg(not(any(feature = "sdk5", feature = "sdk6")))]
@@ -209,29 +221,41 @@ impl Connection {
 
     /// Runs one statement (Spin runs only the first of several, silently).
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
-        if !self.impatient {
-            return self.execute_once(sql, params).await;
+        let attempt = async || self.execute_once(sql, params).await;
+        match self.busy {
+            Busy::Wait => attempt().await,
+            Busy::YieldThenOwnConnection => {
+                retry_busy(
+                    BUSY_RETRIES,
+                    attempt,
+                    async || {
+                        #[cfg(any(feature = "sdk5", feature = "sdk6"))]
+                        backend::yield_now().await;
+                    },
+                    async || {
+                        Connection::open_default()
+                            .await?
+                            .execute_once(sql, params)
+                            .await
+                    },
+                )
+                .await
+            }
+            Busy::SleepThenWait(pause) => {
+                retry_busy(
+                    BUSY_RETRIES,
+                    attempt,
+                    async || std::thread::sleep(pause),
+                    async || {
+                        self.execute_once(PATIENT_BUSY_TIMEOUT, &[]).await?;
+                        let result = self.execute_once(sql, params).await;
+                        self.execute_once(IMPATIENT_BUSY_TIMEOUT, &[]).await?;
+                        result
+                    },
+                )
+                .await
+            }
         }
-        retry_busy(
-            BUSY_RETRIES,
-            async || self.execute_once(sql, params).await,
-            async || match self.pause {
-                Pause::Yield => {
-                    #[cfg(any(feature = "sdk5", feature = "sdk6"))]
-                    backend::yield_now().await;
-                }
-                Pause::Sleep(d) => std::thread::sleep(d),
-            },
-            // Long contention: this statement waits in SQLite's handler, on a
-            // connection of its own (the kept one goes on serving the others).
-            async || {
-                Connection::open_default()
-                    .await?
-                    .execute_once(sql, params)
-                    .await
-            },
-        )
-        .await
     }
 
     async fn execute_once(&self, sql: &str, params: &[Value]) -> Result<QueryResult, String> {
@@ -287,7 +311,7 @@ mod backend {
                         .map_err(|e| e.to_string())?,
                 );
                 // Busy answers at once: `Connection::execute` retries (BUSY_RETRIES).
-                run(&conn, "PRAGMA busy_timeout = 0", &[]).await?;
+                run(&conn, super::IMPATIENT_BUSY_TIMEOUT, &[]).await?;
                 KEPT.with(|k| *k.borrow_mut() = Some(conn.clone()));
                 conn
             }

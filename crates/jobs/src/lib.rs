@@ -77,6 +77,25 @@ pub struct Created {
     payload: String,
 }
 
+/// A transition ready for Redis ([`Jobs::prepare_transitions`]).
+struct PreparedTransition<'p> {
+    key: String,
+    status: Vec<u8>,
+    ttl_s: u64,
+    message: &'p str,
+}
+
+impl PreparedTransition<'_> {
+    fn entry(&self) -> StatusAndMessage<'_> {
+        StatusAndMessage {
+            key: &self.key,
+            value: &self.status,
+            ttl_s: self.ttl_s,
+            message: self.message.as_bytes(),
+        }
+    }
+}
+
 /// What [`Jobs::enforce_hard_limit`] found.
 #[derive(Debug, Default)]
 pub struct HardLimitCheck {
@@ -277,12 +296,11 @@ impl Jobs<'_> {
             return Ok(Dispatch::Worker);
         }
         // Nobody can run them but us: say so in the rows; the caller runs them.
-        for (record, _) in created {
-            self.db
-                .set_dispatch(&record.id, Dispatch::Inline.as_str())
-                .await
-                .map_err(db_error)?;
-        }
+        let ids: Vec<JobId> = created.iter().map(|(record, _)| record.id).collect();
+        self.db
+            .set_dispatch(&ids, Dispatch::Inline.as_str())
+            .await
+            .map_err(db_error)?;
         Ok(Dispatch::Inline)
     }
 
@@ -472,26 +490,26 @@ impl Jobs<'_> {
         // Of a batch, only the job that was running when the instance ended is to
         // blame: the ones still waiting, or run but not yet recorded, go back to the
         // queue (this wake-up's drain takes them again).
-        self.requeue_orphans(&prefix, false).await;
-        let mut orphans = match self.db.running_jobs_of(&prefix).await {
-            Ok(o) => o,
+        let running = async || match self.db.running_jobs_of(&prefix).await {
+            Ok(o) => Some(o),
             Err(e) => {
                 log_warn(&format!("cannot look for orphaned jobs: {e}"));
-                return 0;
+                None
             }
+        };
+        self.requeue_orphans(&prefix, false).await;
+        let Some(mut orphans) = running().await else {
+            return 0;
         };
         if orphans.iter().filter(|j| j.deadline_ms.is_some()).count() > 1 {
             // Quick jobs started together (`run_batch`): none of them is known to be
             // the one that ended the instance. They run again, their attempt counted,
             // so one that ends it every time runs out of attempts and fails alone.
             self.requeue_orphans(&prefix, true).await;
-            orphans = match self.db.running_jobs_of(&prefix).await {
-                Ok(o) => o,
-                Err(e) => {
-                    log_warn(&format!("cannot look for orphaned jobs: {e}"));
-                    return 0;
-                }
+            let Some(left) = running().await else {
+                return 0;
             };
+            orphans = left;
         }
         let orphans: Vec<JobId> = orphans.into_iter().map(|j| j.id).collect();
         let msg = limits::trapped_error(self.settings.worker_memory_limit());
@@ -1077,24 +1095,13 @@ impl Jobs<'_> {
     /// still on its way), all in one round trip: answers how many workers listen, so
     /// "someone heard" means a worker did. `None`: Redis is unavailable.
     async fn publish_created(&self, created: &[(&JobRecord, &str)]) -> Option<i64> {
-        let prepared: Vec<(String, Vec<u8>, u64)> = created
-            .iter()
-            .map(|(record, _)| {
-                log_transition(record, JobEventKind::JobCreated, self.source);
-                let (status, ttl) = self.status_entry(record);
-                (keys::job_status(&record.id), status, ttl)
-            })
-            .collect();
-        let entries: Vec<StatusAndMessage<'_>> = prepared
-            .iter()
-            .zip(created)
-            .map(|((key, status, ttl_s), (_, payload))| StatusAndMessage {
-                key,
-                value: status,
-                ttl_s: *ttl_s,
-                message: payload.as_bytes(),
-            })
-            .collect();
+        let prepared = self.prepare_transitions(
+            created
+                .iter()
+                .map(|(record, payload)| (*record, JobEventKind::JobCreated, *payload)),
+        );
+        let entries: Vec<StatusAndMessage<'_>> =
+            prepared.iter().map(PreparedTransition::entry).collect();
         let commits = keys::counter(keys::SUBMISSION_COMMITS);
         let created_jobs = keys::counter(keys::SUBMISSION_JOBS);
         match self
@@ -1125,27 +1132,12 @@ impl Jobs<'_> {
         &self,
         transitions: impl Iterator<Item = (&'r JobRecord, JobEventKind, &'r str)>,
     ) {
-        let transitions: Vec<_> = transitions.collect();
-        if transitions.is_empty() {
+        let prepared = self.prepare_transitions(transitions);
+        if prepared.is_empty() {
             return;
         }
-        let prepared: Vec<(String, Vec<u8>, u64, &str)> = transitions
-            .iter()
-            .map(|(record, kind, payload)| {
-                log_transition(record, *kind, self.source);
-                let (status, ttl) = self.status_entry(record);
-                (keys::job_status(&record.id), status, ttl, *payload)
-            })
-            .collect();
-        let entries: Vec<StatusAndMessage<'_>> = prepared
-            .iter()
-            .map(|(key, status, ttl_s, payload)| StatusAndMessage {
-                key,
-                value: status,
-                ttl_s: *ttl_s,
-                message: payload.as_bytes(),
-            })
-            .collect();
+        let entries: Vec<StatusAndMessage<'_>> =
+            prepared.iter().map(PreparedTransition::entry).collect();
         if let Err(e) = self
             .redis
             .set_ex_and_publish_all(keys::JOB_UPDATES, &entries)
@@ -1153,6 +1145,26 @@ impl Jobs<'_> {
         {
             log_warn(&format!("cannot publish {} job events: {e}", entries.len()));
         }
+    }
+
+    /// Each transition's status key, cached status and TTL, with its event, logged on
+    /// the way: what one Lua call sets and publishes.
+    fn prepare_transitions<'p>(
+        &self,
+        transitions: impl Iterator<Item = (&'p JobRecord, JobEventKind, &'p str)>,
+    ) -> Vec<PreparedTransition<'p>> {
+        transitions
+            .map(|(record, kind, message)| {
+                log_transition(record, kind, self.source);
+                let (status, ttl_s) = self.status_entry(record);
+                PreparedTransition {
+                    key: keys::job_status(&record.id),
+                    status,
+                    ttl_s,
+                    message,
+                }
+            })
+            .collect()
     }
 
     /// The cached status document of `record` and its TTL (see [`Jobs::cache_status`]).

@@ -110,7 +110,7 @@ pub const REQUEUE_ALL_SQL: &str = "UPDATE jobs SET status = 'queued', runner = N
      RETURNING id";
 
 /// `(?, ?), (?, ?)` for `n` rows of `width` values.
-fn rows(n: usize, width: usize) -> String {
+pub(crate) fn rows(n: usize, width: usize) -> String {
     let row = format!("({})", vec!["?"; width].join(", "));
     vec![row; n].join(", ")
 }

@@ -363,16 +363,19 @@ impl Db {
     }
 
     /// Records how a job was handed off (`worker` or `inline`).
-    pub async fn set_dispatch(&self, id: &JobId, dispatch: &str) -> Result<(), DbError> {
-        self.with_schema(async |db: &Db| {
-            db.execute(
-                "UPDATE jobs SET dispatch = ? WHERE id = ?",
-                &[text(dispatch), id_value(id)],
-            )
+    /// Sets the dispatch of `ids` in one statement.
+    pub async fn set_dispatch(&self, ids: &[JobId], dispatch: &str) -> Result<(), DbError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut params = vec![text(dispatch)];
+        params.extend(ids.iter().map(id_value));
+        let sql = format!(
+            "UPDATE jobs SET dispatch = ? WHERE id IN ({})",
+            vec!["?"; ids.len()].join(", ")
+        );
+        self.with_schema(async |db: &Db| db.execute(&sql, &params).await.map(|_| ()))
             .await
-            .map(|_| ())
-        })
-        .await
     }
 
     pub async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, DbError> {
@@ -1059,18 +1062,10 @@ impl Db {
 /// row), eight parameters a row: id, tool, params, created_ms, dispatch, owner, event,
 /// event_payload.
 pub fn submissions_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?)";
-    let mut sql = String::with_capacity(120 + rows * (ROW.len() + 2));
-    sql.push_str(
-        "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, owner, event, event_payload) VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(ROW);
-    }
-    sql
+    format!(
+        "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, owner, event, event_payload) VALUES {}",
+        crate::batch::rows(rows, 8)
+    )
 }
 
 /// [`submissions_sql`] for `jobs`, with its parameters.
