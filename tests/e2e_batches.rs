@@ -45,7 +45,7 @@ fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
         ..Options::default()
     });
     let sub = Subscriber::new(&app.redis.url());
-    // The only loop is busy with this one while the batch behind it is posted.
+    // The only loop is busy with this one while the jobs behind it are posted.
     let (busy, _) = app.submit("build_graph", big_graph(20_000));
     wait_until(Duration::from_secs(20), "the first job to run", || {
         status_of(&app, &busy)["status"] == "running"
@@ -55,13 +55,21 @@ fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
     let (failing, _) = app.submit("build_graph", json!({"edges_csv": "no,header\n"}));
     let (cancelled, _) = app.submit("text_stats", json!({"text": "never counted"}));
     let (last, _) = app.submit("text_stats", json!({"text": "three"}));
-    let batch = [&slow, &first, &failing, &cancelled, &last];
+    let batch = [&first, &failing, &last];
 
-    // Once the busy job ends, one claim takes all five; the slow one runs first and the
-    // others wait for their turn, claimed: cancelling one then stops it before it runs.
-    wait_until(Duration::from_secs(30), "the batch to be claimed", || {
-        status_of(&app, &slow)["status"] == "running"
-    });
+    // Once the busy job ends, the slow one (parameters past the quick size) is claimed
+    // alone; the quick ones behind it wait queued, not claimed, so cancelling one then
+    // stops it before it runs, and the rest are claimed together once the slow one ends.
+    wait_until(
+        Duration::from_secs(30),
+        "the slow job to be claimed",
+        || status_of(&app, &slow)["status"] == "running",
+    );
+    assert_eq!(
+        status_of(&app, &first)["status"],
+        "queued",
+        "not claimed with it"
+    );
     let cancel = app.post_json(&format!("/api/jobs/{cancelled}/cancel"), &json!({}));
     assert!(
         matches!(cancel.status, 200 | 202),
@@ -71,6 +79,7 @@ fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
     );
     let finals: HashMap<&str, Value> = batch
         .iter()
+        .chain([&&slow, &&cancelled])
         .map(|id| (id.as_str(), app.wait_final(id, FINISH)))
         .collect();
     assert_eq!(finals[slow.as_str()]["status"], "completed");
@@ -92,8 +101,9 @@ fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
         1
     );
 
-    // One claim: the five share a runner, which the busy job's claim did not have.
-    let runner = runner_of(&app, &slow);
+    // One claim for the three quick ones, the failing one included; the slow one had
+    // its own.
+    let runner = runner_of(&app, &first);
     for id in batch {
         assert_eq!(
             runner_of(&app, id),
@@ -101,6 +111,7 @@ fn a_batch_ends_a_failing_and_a_cancelled_job_alone_and_completes_the_rest() {
             "{id} was claimed with the others"
         );
     }
+    assert_ne!(runner_of(&app, &slow), runner);
     assert_ne!(runner_of(&app, &busy), runner);
 
     // Every job has its own events, in order, each once.
@@ -201,6 +212,14 @@ fn two_thousand_jobs_from_eight_clients_run_once_on_two_processes_of_three_loops
     );
 }
 
+/// A `build_graph` job of about 14 KiB, under the quick size (16 KiB): a few tens of
+/// milliseconds of run, so four of them fill one claim and each starts on its own.
+fn quick_graph() -> Value {
+    let graph = big_graph(390);
+    assert!(graph.to_string().len() <= 16 * 1024 && graph.to_string().len() > 12 * 1024);
+    graph
+}
+
 #[test]
 fn a_worker_killed_mid_batch_loses_nothing() {
     let app = TestApp::start_with(Options {
@@ -208,17 +227,20 @@ fn a_worker_killed_mid_batch_loses_nothing() {
         worker_loops: Some(1),
         ..Options::default()
     });
+    let sub = Subscriber::new(&app.redis.url());
     let (busy, _) = app.submit("build_graph", big_graph(20_000));
     wait_until(Duration::from_secs(20), "the first job to run", || {
         status_of(&app, &busy)["status"] == "running"
     });
-    // A batch of slow jobs claimed together once the busy one ends.
+    // One claim of four quick jobs once the busy one ends, run one after the other.
     let ids: Vec<String> = (0..4)
-        .map(|_| app.submit("build_graph", big_graph(20_000)).0)
+        .map(|_| app.submit("build_graph", quick_graph()).0)
         .collect();
-    wait_until(Duration::from_secs(30), "the batch to start", || {
-        status_of(&app, &ids[0])["status"] == "running"
-    });
+    assert!(
+        sub.wait_for_event(&ids[0], "job_started", Duration::from_secs(60)),
+        "the batch started"
+    );
+    app.kill_worker(1);
     let conn = rusqlite::Connection::open(app.sqlite_path()).unwrap();
     let claimed: i64 = conn
         .query_row(
@@ -227,8 +249,7 @@ fn a_worker_killed_mid_batch_loses_nothing() {
             |r| r.get(0),
         )
         .unwrap();
-    assert!(claimed >= 1, "jobs wait claimed behind the running one");
-    app.kill_worker(1);
+    assert!(claimed >= 1, "jobs waited claimed behind the running one");
 
     // The supervisor starts the worker again and ends the dead one's leases: every
     // claimed job runs to completion, the one cut short included.
@@ -249,18 +270,16 @@ fn a_worker_killed_mid_batch_loses_nothing() {
     );
 }
 
-/// A worker runs its batch in order, so the jobs it claimed behind a long run go back
-/// to the queue as soon as another worker is free (data20-supervisor), instead of
-/// waiting out that run.
+/// A long job is claimed alone, so the quick jobs posted behind it are not held by
+/// it: the next free worker runs them while it runs.
 #[test]
-fn jobs_claimed_behind_a_long_run_are_taken_by_a_free_worker() {
+fn quick_jobs_posted_behind_a_long_run_are_taken_by_a_free_worker() {
     let app = TestApp::start_with(Options {
         workers: 2,
         worker_loops: Some(1),
         ..Options::default()
     });
-    // One job on each process while the batch is posted: the first to be free claims
-    // the whole batch in one statement.
+    // One job on each process while the rest is posted.
     for _ in 0..2 {
         let (busy, _) = app.submit("build_graph", big_graph(20_000));
         wait_until(Duration::from_secs(20), "a busy job to run", || {
@@ -281,22 +300,17 @@ fn jobs_claimed_behind_a_long_run_are_taken_by_a_free_worker() {
     for id in &quick {
         let doc = app.wait_final(id, FINISH);
         assert_eq!(doc["status"], "completed", "{doc}");
-        assert_eq!(doc["attempts"], 1, "released before it ever started: {doc}");
+        assert_eq!(doc["attempts"], 1, "{doc}");
         assert!(
             ended(&doc) < ended(&slow_doc),
-            "{id} did not end before the job it was claimed behind: {doc} {slow_doc}"
+            "{id} did not end before the long job posted ahead of it: {doc} {slow_doc}"
         );
         assert_ne!(
             runner_of(&app, id),
             runner_of(&app, &slow),
-            "another worker ran it"
+            "another claim ran it"
         );
     }
-    let log = app.log();
-    assert!(
-        log.contains("wait behind a long run: back in the queue"),
-        "the supervisor released the batch's waiting jobs:\n{log}"
-    );
 }
 
 #[test]

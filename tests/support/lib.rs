@@ -765,6 +765,19 @@ impl Subscriber {
         out
     }
 
+    /// Waits for `job_id`'s `event`, within `within`; answers whether it came.
+    pub fn wait_for_event(&self, job_id: &str, event: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(v) = self.rx.recv_timeout(Duration::from_millis(100)) {
+                if v["job_id"] == job_id && v["event"] == event {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Every event received within `within`.
     pub fn drain(&self, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;

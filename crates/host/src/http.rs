@@ -463,6 +463,9 @@ pub mod sdk6_glue {
                 for work in after {
                     work.await;
                 }
+                // The log lines it wrote leave now if nothing else is in flight (else
+                // with the last request to end).
+                crate::log::request_ended(IN_FLIGHT.with(std::cell::Cell::get));
             });
         }
         let body = match body {

@@ -1,29 +1,33 @@
-//! Request log lines, written to stderr (which Spin keeps per component).
+//! Log lines (requests, job transitions), written to stderr (which Spin keeps per
+//! component).
 //!
 //! Spin 4.0.2 forwards every write a component makes to stderr to its log file and to
 //! its own stderr, each through Tokio's blocking pool: one write per request cost about
 //! a quarter of a cached route's CPU (0.13 of 0.55 ms, docs/BENCHMARKS.md). On WASIp3,
 //! where an instance serves up to 16 requests at once, the lines of the requests it
-//! serves together are written together: by the request that leaves the instance idle,
-//! or by the first to end once the oldest line is [`BATCH_WINDOW`] old or the lines pass
-//! [`BATCH_BYTES`]. Spin drops an instance only once its requests have ended, so no line
-//! waits for a request that may never come; a line is lost only with an instance that
-//! traps. On WASIp2 an instance is one request: each line is written at once.
+//! serves together are written together (request lines and the job transitions they
+//! made): by the request, or the work a response left for after it, that leaves the
+//! instance idle, or by the first to end once the oldest line is [`BATCH_WINDOW`] old
+//! or the lines pass [`BATCH_BYTES`]. Spin drops an instance only once its requests and
+//! their work have ended, so no line waits for a request that may never come; a line is
+//! lost only with an instance that traps. On WASIp2 an instance is one request (or one
+//! worker message): lines are written at once, a batch's transitions in one write.
 
 use std::io::Write;
 use std::time::Duration;
 
-/// How long a request line may wait for others before it is written.
+/// How long a line may wait for others before it is written.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 /// Lines past this size are written without waiting.
 pub const BATCH_BYTES: usize = 32 * 1024;
 
-/// Writes `line` (one rendered line, newline included), batched on WASIp3.
-pub fn request_line(line: Vec<u8>) {
+/// Writes `lines` (whole rendered lines, newlines included), batched on WASIp3; at
+/// once, in one write, on WASIp2.
+pub fn write_lines(lines: Vec<u8>) {
     #[cfg(feature = "sdk6")]
-    batch::push(line);
+    batch::push(lines);
     #[cfg(not(feature = "sdk6"))]
-    write_now(&line);
+    write_now(&lines);
 }
 
 fn write_now(bytes: &[u8]) {

@@ -59,7 +59,7 @@ impl Ctx {
             .header("x-cache")
             .and_then(|v| v.as_str())
             .map(str::to_string);
-        data20_host::log::request_line(data20_domain::log::render(&RequestLine {
+        data20_host::log::write_lines(data20_domain::log::render(&RequestLine {
             level: "info",
             component: self.component,
             request_id: &self.request_id,

@@ -20,19 +20,44 @@ use crate::{text, Db, DbError, Value};
 use data20_domain::job::JobEventKind;
 use data20_domain::{JobId, JobStatus};
 
-/// `UPDATE` that claims up to a batch of queued jobs for one runner. Parameters: the
-/// waiting lease, the runner, the attempts limit, the batch size. A claimed job is not
-/// started: no `deadline_ms`, no `started_ms`, no attempt counted and no `job_started`
-/// until [`start_sql`], so a job whose runner dies before its turn was never run.
+/// `UPDATE` that claims queued jobs for one runner, oldest first: up to a batch of
+/// quick ones (a tool in the `quick` list, parameters of at most `max bytes`: see
+/// `ToolSpec::runs_quickly`) whose parameters add up to at most `batch bytes`, or one
+/// job alone (one that is not quick, or the first). A claim stops before the first job
+/// that is not quick, so no job waits behind one that may run for its whole timeout,
+/// and the bytes bound what the jobs of one claim wait for each other. Parameters: the
+/// waiting lease, the runner, the quick tools (a JSON array of names), the max bytes,
+/// the attempts limit, the batch size, the batch bytes. A claimed job is not started:
+/// no `deadline_ms`, no `started_ms`, no attempt counted and no `job_started` until
+/// [`start_sql`], so a job whose runner dies before its turn was never run.
 pub fn claim_sql() -> String {
     format!(
         "UPDATE jobs SET status = 'running', started_ms = NULL, lease_ms = ?, runner = ?, \
            deadline_ms = NULL \
-         WHERE id IN (SELECT id FROM jobs INDEXED BY jobs_by_status \
-                      WHERE status = 'queued' AND cancel_requested = 0 AND attempts < ? \
-                      ORDER BY created_ms, id LIMIT ?) \
+         WHERE id IN (SELECT id FROM ( \
+             SELECT id, row_number() OVER head AS n, \
+               sum(NOT (tool IN (SELECT value FROM json_each(?)) AND bytes <= ?)) \
+                 OVER head AS slow, \
+               sum(bytes) OVER head AS total \
+             FROM (SELECT id, tool, length(CAST(params AS BLOB)) AS bytes, created_ms \
+                   FROM jobs INDEXED BY jobs_by_status \
+                   WHERE status = 'queued' AND cancel_requested = 0 AND attempts < ? \
+                   ORDER BY created_ms, id LIMIT ?) \
+             WINDOW head AS (ORDER BY created_ms, id ROWS UNBOUNDED PRECEDING)) \
+           WHERE n = 1 OR (slow = 0 AND total <= ?)) \
          RETURNING params, {ROW_COLUMNS}"
     )
+}
+
+/// Which claimed jobs run quickly ([`claim_sql`]): the tools that run no program from
+/// the request, the largest parameters a quick job may have, and the most parameters
+/// one claim of quick jobs may add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuickJobs {
+    /// The tools' names, as a JSON array.
+    pub tools_json: String,
+    pub max_params_bytes: usize,
+    pub batch_params_bytes: usize,
 }
 
 /// `UPDATE … FROM (VALUES …)` that starts `starting` claimed jobs (one attempt more
@@ -165,13 +190,14 @@ pub struct Finish<'a> {
 }
 
 impl Db {
-    /// Claims up to `limit` queued jobs for `runner`, oldest first, in one statement.
-    /// A claimed job waits, with the lease `waiting_lease_ms`, until
-    /// [`Db::start_in_batch`].
+    /// Claims for `runner`, in one statement, up to `limit` queued quick jobs, oldest
+    /// first, or the oldest job alone when it is not quick ([`claim_sql`]). A claimed
+    /// job waits, with the lease `waiting_lease_ms`, until [`Db::start_in_batch`].
     pub async fn claim_batch(
         &self,
         runner: &str,
         waiting_lease_ms: i64,
+        quick: &QuickJobs,
         limit: u32,
         max_attempts: i64,
     ) -> Result<Vec<Claimed>, DbError> {
@@ -182,8 +208,11 @@ impl Db {
                     &[
                         Value::Integer(waiting_lease_ms),
                         text(runner),
+                        text(&quick.tools_json),
+                        Value::Integer(quick.max_params_bytes as i64),
                         Value::Integer(max_attempts),
                         Value::Integer(i64::from(limit)),
+                        Value::Integer(quick.batch_params_bytes as i64),
                     ],
                 )
                 .await?;
@@ -402,6 +431,6 @@ mod tests {
         assert_eq!(rows(3, 1), "(?), (?), (?)");
         assert_eq!(finish_sql(2).matches('?').count(), 2 + 2 * 4 + 1);
         assert_eq!(start_sql(2, 1).matches('?').count(), 1 + 3 * 5 + 1);
-        assert_eq!(claim_sql().matches('?').count(), 4);
+        assert_eq!(claim_sql().matches('?').count(), 7);
     }
 }

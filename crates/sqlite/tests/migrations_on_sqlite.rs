@@ -169,15 +169,72 @@ mod batch {
         .unwrap()
     }
 
+    /// Claims for `runner` with `text_stats` as the one quick tool (parameters up to
+    /// 64 bytes, 100 bytes a claim); answers the ids claimed, sorted.
     fn claim(conn: &Connection, runner: &str, limit: i64) -> Vec<String> {
         let mut stmt = conn.prepare(&claim_sql()).unwrap();
         let mut ids: Vec<String> = stmt
-            .query_map(params![31_000, runner, 2, limit], |r| r.get("id"))
+            .query_map(
+                params![31_000, runner, r#"["text_stats"]"#, 64, 2, limit, 100],
+                |r| r.get("id"),
+            )
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         ids.sort();
         ids
+    }
+
+    /// Queues `id`, a job of `tool` with `params`, created at `created_ms`.
+    fn queued_job(conn: &Connection, id: &str, tool: &str, params: &str, created_ms: i64) {
+        conn.execute(
+            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
+             VALUES (?, ?, ?, ?, 'worker', 'job_created', '{}')",
+            params![id, tool, params, created_ms],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_claim_takes_quick_jobs_up_to_the_first_slow_one_which_goes_alone() {
+        let conn = migrated();
+        let big = format!(r#"{{"text":"{}"}}"#, "x".repeat(64));
+        queued_job(&conn, "a", "text_stats", "{}", 1);
+        queued_job(&conn, "b", "text_stats", "{}", 2);
+        queued_job(&conn, "c", "json_query", "{}", 3);
+        queued_job(&conn, "d", "text_stats", "{}", 4);
+        queued_job(&conn, "e", "text_stats", &big, 5);
+        queued_job(&conn, "f", "text_stats", "{}", 6);
+        queued_job(&conn, "g", "text_stats", "{}", 7);
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["a", "b"], "stops before c");
+        assert_eq!(
+            claim(&conn, "worker:1:r", 10),
+            ["c"],
+            "a tool that is not quick goes alone"
+        );
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["d"], "stops before e");
+        assert_eq!(
+            claim(&conn, "worker:1:r", 10),
+            ["e"],
+            "parameters too big go alone"
+        );
+        assert_eq!(claim(&conn, "worker:1:r", 1), ["f"], "the limit holds");
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["g"]);
+        assert!(claim(&conn, "worker:1:r", 10).is_empty());
+    }
+
+    #[test]
+    fn a_claim_of_quick_jobs_stops_at_its_parameter_bytes() {
+        let conn = migrated();
+        // 40 bytes each: two fit in a claim's 100, a third does not.
+        let forty = format!(r#"{{"text":"{}"}}"#, "x".repeat(29));
+        assert_eq!(forty.len(), 40);
+        for (i, id) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            queued_job(&conn, id, "text_stats", &forty, i as i64);
+        }
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["a", "b"]);
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["c", "d"]);
+        assert_eq!(claim(&conn, "worker:1:r", 10), ["e"]);
     }
 
     #[test]

@@ -11,11 +11,12 @@
 //!   time, so the wake-up is handled only when the instance running that job has ended.
 //!   If the instance trapped (memory cap, stack), the job is still `running` then, and
 //!   the worker fails it with `resource_exhausted` at once;
-//! - **release the jobs queued behind a long run**: a worker claims a batch and runs it
-//!   in order, so the jobs it claimed behind a job that has run for
-//!   [`RELEASE_WAITING_AFTER_MS`] go back to the queue, and every worker is woken to take
-//!   them; an idle worker starts them at once instead of after that run (a looping tool
-//!   holds its batch until the kill: without this, a job behind it would wait ~11 s);
+//! - **release the jobs queued behind a long run**: a worker runs a claimed batch in
+//!   order, so jobs it claimed behind a job that has run for [`RELEASE_WAITING_AFTER_MS`]
+//!   go back to the queue, and every worker is woken to take them. A claim takes a job
+//!   that may run long alone (`data20_sqlite::batch::claim_sql`), so this is a
+//!   safeguard: it acts only if a claim and its run disagree on which jobs are quick
+//!   (the registry changed between them);
 //! - **wake every worker** (at most once a second) while some job needs recovering: a
 //!   queued job nobody took (it was posted while no worker listened), a running job
 //!   whose lease ran out, the jobs a killed process leaves behind.
