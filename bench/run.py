@@ -18,7 +18,8 @@ at once share one multi-row INSERT and one PUBLISH, the product's design). Then 
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
 floor (bench/jobs-floor.toml: the accept floor plus a Redis-trigger worker that drains,
 claims, completes and announces jobs with no product logic) and the same floor with the
-WASIp3 group-commit accept floor (bench/jobs-floor-p3.toml).
+WASIp3 group-commit accept floor (bench/jobs-floor-p3.toml). And one worker alone
+draining a queue of small text_stats jobs: its CPU per job, the cost of its batches.
 
 Each route is measured in several rounds, interleaved with the floors (these machines
 are noisy: a burst of noise then hits one round of every route, not every round of one
@@ -328,6 +329,34 @@ def jobs_throughput(port, redis_port, work, duration):
             "missing": max(0, accepted - done)}
 
 
+def worker_drain(redis_port, work, duration):
+    """One worker alone draining a queue: jobs queued by wrk against an app with no
+    worker (and no inline runs), then one `spin up -c job-worker` on the same state
+    directory, woken once. Answers its Spin CPU per job: what a worker's batches cost,
+    with nothing else running."""
+    state = os.path.join(work, "drain")
+    port, _ = start_app("drain", redis_port, state, variables={"inline_runs": "false"})
+    script = os.path.join(work, "jobs.lua")
+    open(script, "w").write(JOBS_LUA)
+    out = subprocess.run(["wrk", "-t2", "-c8", f"-d{duration}s", "-s", script,
+                          f"http://127.0.0.1:{port}/api/run"], capture_output=True, text=True, check=True).stdout
+    queued = int(re.search(r"ACCEPTED (\d+)", out).group(1))
+    worker = spawn(["spin", "up", "-f", "spin.toml", "-c", "job-worker", "--state-dir", state,
+                    "--variable", "worker_id=drain"],
+                   {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
+                   open(os.path.join(work, "drain-worker.log"), "w"))
+    r = Redis(redis_port)
+    end = time.time() + 60
+    while r.cmd("PUBSUB", "NUMSUB", "job_queue")[1] < 1:
+        if time.time() > end:
+            sys.exit("bench: the draining worker did not subscribe")
+        time.sleep(0.2)
+    cpu0 = cpu_seconds(worker.pid)
+    r.cmd("PUBLISH", "job_queue", '{"event":"job_created"}')
+    wait_drained(port)
+    return {"jobs": queued, "worker_us": (cpu_seconds(worker.pid) - cpu0) / max(queued, 1) * 1e6}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=3)
@@ -435,6 +464,7 @@ def main():
             floor_throughput.append(jobs_throughput(jobs_floor, jobs_floor_redis, work, args.jobs_duration))
             floor_p3_throughput.append(
                 jobs_throughput(jobs_floor_p3, jobs_floor_p3_redis, work, args.jobs_duration))
+        drain = worker_drain(redis_port, work, args.jobs_duration)
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
 
@@ -464,6 +494,8 @@ def main():
                           open(os.path.join(ROOT, "crates/jobs/src/lib.rs")).read()).group(1)
         lines.append(f"Worker batch size (data20_jobs::BATCH_SIZE): {batch} jobs per claim; "
                      f"worker loops per process: scripts/up's default (DATA20_WORKER_LOOPS).")
+        lines.append(f"Worker alone (bench/run.py worker_drain): {drain['jobs']} queued text_stats jobs "
+                     f"drained by one worker, {drain['worker_us']:.0f} µs of its Spin CPU a job.")
         for name, runs_ in (("End-to-end jobs", throughput), ("Job floor (bench/jobs-floor.toml)", floor_throughput),
                             ("Job floor on WASIp3 (bench/jobs-floor-p3.toml)", floor_p3_throughput)):
             med = lambda k: statistics.median(t[k] for t in runs_)

@@ -240,6 +240,19 @@ impl Registry {
         self.tools.iter().find(|t| t.name.as_str() == name)
     }
 
+    /// The names of its [`bounded`](ToolSpec::bounded) tools, as a JSON array: with
+    /// [`QUICK_PARAMS_BYTES`], what SQL needs to tell the jobs that
+    /// [run quickly](ToolSpec::runs_quickly).
+    pub fn bounded_tools_json(&self) -> String {
+        let names: Vec<&str> = self
+            .tools
+            .iter()
+            .filter(|t| t.bounded)
+            .map(|t| t.name.as_str())
+            .collect();
+        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into())
+    }
+
     /// The tools in `category`, or all of them.
     pub fn filtered(&self, category: Option<&str>) -> Registry {
         Registry {
@@ -372,6 +385,17 @@ mod tests {
         let jq = reg.get("json_query").unwrap();
         assert!(!jq.bounded && !jq.runs_quickly("{}"));
         assert!(reg.get("text_stats").unwrap().bounded);
+        let bounded: Vec<String> = serde_json::from_str(&reg.bounded_tools_json()).unwrap();
+        assert_eq!(
+            bounded,
+            [
+                "build_graph",
+                "csv_profile",
+                "markdown_render",
+                "text_stats"
+            ],
+            "every tool but json_query, for the worker's claim"
+        );
     }
 
     #[test]

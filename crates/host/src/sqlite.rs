@@ -245,7 +245,7 @@ impl Connection {
                 retry_busy(
                     BUSY_RETRIES,
                     attempt,
-                    async || std::thread::sleep(pause),
+                    async || crate::time::sleep(pause).await,
                     async || {
                         self.execute_once(PATIENT_BUSY_TIMEOUT, &[]).await?;
                         let result = self.execute_once(sql, params).await;

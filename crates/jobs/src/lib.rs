@@ -25,7 +25,7 @@ use data20_domain::registry::QUICK_PARAMS_BYTES;
 use data20_domain::time::{now_ms, rfc3339_ms};
 use data20_domain::{ApiError, JobEvent, JobId, JobStatus, Registry, Settings, ToolSpec};
 use data20_redis::{keys, Redis, StatusAndMessage};
-use data20_sqlite::batch::{Ending, Finish, QuickJobs, Start, Starting};
+use data20_sqlite::batch::{Ending, Finish, Start, Starting};
 use data20_sqlite::jobs::{
     CancelOutcome, Claimed, IdempotencyKey, InsertOutcome, JobRecord, Lease, NewEvent, NewJob,
     NewOutput, RetryOutcome,
@@ -636,26 +636,26 @@ impl Jobs<'_> {
         budget: Duration,
     ) -> Result<usize, ApiError> {
         let started = std::time::Instant::now();
-        let mut registry: Option<(std::rc::Rc<Registry>, QuickJobs)> = None;
+        let mut registry: Option<(std::rc::Rc<Registry>, String)> = None;
         let (mut ran, mut since_purge) = (0, 0);
         let mut linger = false;
         while ran < max_jobs && started.elapsed() < budget {
             if linger {
                 // Jobs are coming in about as fast as they run: wait for a fuller batch,
                 // which costs the next claim, start and ending one write each.
-                std::thread::sleep(DRAIN_LINGER);
+                data20_host::time::sleep(DRAIN_LINGER).await;
             }
             // The claim needs to know which tools are quick: one registry read per drain.
-            let (reg, quick) = match &registry {
+            let (reg, bounded) = match &registry {
                 Some(loaded) => loaded,
                 None => {
                     let reg = load_registry().await?;
-                    let quick = quick_jobs(&reg);
-                    registry.insert((reg, quick))
+                    let bounded = reg.bounded_tools_json();
+                    registry.insert((reg, bounded))
                 }
             };
             let runner = self.runner_name();
-            let batch = self.claim_batch(&runner, quick).await?;
+            let batch = self.claim_batch(&runner, bounded).await?;
             linger = drained_the_queue(reg, &batch);
             let picked = if batch.is_empty() {
                 let Some((id, tool)) = self.db.next_runnable(now_ms()).await.map_err(db_error)?
@@ -685,13 +685,18 @@ impl Jobs<'_> {
     }
 
     /// Claims for `runner` up to [`BATCH_SIZE`] queued quick jobs, or one that is not.
-    async fn claim_batch(&self, runner: &str, quick: &QuickJobs) -> Result<Vec<Claimed>, ApiError> {
+    async fn claim_batch(
+        &self,
+        runner: &str,
+        bounded_tools_json: &str,
+    ) -> Result<Vec<Claimed>, ApiError> {
         self.db
             .claim_batch(
                 runner,
                 now_ms() + WAITING_LEASE_MS,
-                quick,
+                bounded_tools_json,
                 BATCH_SIZE,
+                CLAIM_PARAMS_BYTES,
                 MAX_ATTEMPTS,
             )
             .await
@@ -743,31 +748,7 @@ impl Jobs<'_> {
                     Start::Lost => continue,
                     Start::CancelRequested => ended.push((id, Ended::Cancelled)),
                     Start::Run(_) => {
-                        let supervisor = JobSupervisor {
-                            jobs: self,
-                            id,
-                            runner,
-                        };
-                        let began = std::time::Instant::now();
-                        let outcome = match registry.get(&record.tool) {
-                            None => Err(Stopped::Failed(format!(
-                                "tool {:?} is no longer in the registry",
-                                record.tool
-                            ))),
-                            Some(spec) => run_tool(spec, &params, &supervisor),
-                        };
-                        let duration_ms = began.elapsed().as_millis() as i64;
-                        ended.push((
-                            id,
-                            match outcome {
-                                Ok(outputs) => Ended::Completed {
-                                    duration_ms,
-                                    outputs,
-                                },
-                                Err(Stopped::Failed(error)) => Ended::Failed(error),
-                                Err(Stopped::Cancelled) => Ended::Cancelled,
-                            },
-                        ));
+                        ended.push((id, self.run_started(registry, runner, &record, &params)))
                     }
                 }
                 run_over.push(id);
@@ -781,6 +762,39 @@ impl Jobs<'_> {
         }
         self.record_endings(runner, &mut ended).await?;
         Ok(taken)
+    }
+
+    /// Runs a job of a batch that `runner` has just started, and answers how it ended
+    /// (recorded later, with the batch's endings).
+    fn run_started(
+        &self,
+        registry: &Registry,
+        runner: &str,
+        record: &JobRecord,
+        params: &str,
+    ) -> Ended {
+        let supervisor = JobSupervisor {
+            jobs: self,
+            id: record.id,
+            runner,
+        };
+        let began = std::time::Instant::now();
+        let outcome = match registry.get(&record.tool) {
+            None => Err(Stopped::Failed(format!(
+                "tool {:?} is no longer in the registry",
+                record.tool
+            ))),
+            Some(spec) => run_tool(spec, params, &supervisor),
+        };
+        let duration_ms = began.elapsed().as_millis() as i64;
+        match outcome {
+            Ok(outputs) => Ended::Completed {
+                duration_ms,
+                outputs,
+            },
+            Err(Stopped::Failed(error)) => Ended::Failed(error),
+            Err(Stopped::Cancelled) => Ended::Cancelled,
+        }
     }
 
     /// Starts `group` (claimed by `runner`) in one statement that also ends the runs of
@@ -1402,22 +1416,6 @@ fn drained_the_queue(registry: &Registry, claimed: &[Claimed]) -> bool {
         && claimed.len() < BATCH_SIZE as usize
         && bytes + QUICK_PARAMS_BYTES <= CLAIM_PARAMS_BYTES
         && claimed.iter().all(|c| is_quick(registry, c))
-}
-
-/// What a claim needs to know of [`ToolSpec::runs_quickly`]: the bounded tools and the
-/// largest quick parameters.
-fn quick_jobs(registry: &Registry) -> QuickJobs {
-    let bounded: Vec<&str> = registry
-        .tools
-        .iter()
-        .filter(|t| t.bounded)
-        .map(|t| t.name.as_str())
-        .collect();
-    QuickJobs {
-        tools_json: serde_json::to_string(&bounded).unwrap_or_else(|_| "[]".into()),
-        max_params_bytes: QUICK_PARAMS_BYTES,
-        batch_params_bytes: CLAIM_PARAMS_BYTES,
-    }
 }
 
 use data20_domain::log::{info as log_info, warn as log_warn};

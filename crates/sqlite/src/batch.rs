@@ -18,6 +18,7 @@
 use crate::jobs::{id_value, record, Claimed, JobRecord, NewOutput, StoredOutput, ROW_COLUMNS};
 use crate::{text, Db, DbError, Value};
 use data20_domain::job::JobEventKind;
+use data20_domain::registry::QUICK_PARAMS_BYTES;
 use data20_domain::{JobId, JobStatus};
 
 /// `UPDATE` that claims queued jobs for one runner, oldest first: up to a batch of
@@ -47,17 +48,6 @@ pub fn claim_sql() -> String {
            WHERE n = 1 OR (slow = 0 AND total <= ?)) \
          RETURNING params, {ROW_COLUMNS}"
     )
-}
-
-/// Which claimed jobs run quickly ([`claim_sql`]): the tools that run no program from
-/// the request, the largest parameters a quick job may have, and the most parameters
-/// one claim of quick jobs may add up to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuickJobs {
-    /// The tools' names, as a JSON array.
-    pub tools_json: String,
-    pub max_params_bytes: usize,
-    pub batch_params_bytes: usize,
 }
 
 /// `UPDATE … FROM (VALUES …)` that starts `starting` claimed jobs (one attempt more
@@ -190,15 +180,18 @@ pub struct Finish<'a> {
 }
 
 impl Db {
-    /// Claims for `runner`, in one statement, up to `limit` queued quick jobs, oldest
-    /// first, or the oldest job alone when it is not quick ([`claim_sql`]). A claimed
-    /// job waits, with the lease `waiting_lease_ms`, until [`Db::start_in_batch`].
+    /// Claims for `runner`, in one statement, up to `limit` queued quick jobs (a tool
+    /// in `bounded_tools_json`, see `Registry::bounded_tools_json`) whose parameters add
+    /// up to at most `limit_bytes`, oldest first, or the oldest job alone when it is not
+    /// quick ([`claim_sql`]). A claimed job waits, with the lease `waiting_lease_ms`,
+    /// until [`Db::start_in_batch`].
     pub async fn claim_batch(
         &self,
         runner: &str,
         waiting_lease_ms: i64,
-        quick: &QuickJobs,
+        bounded_tools_json: &str,
         limit: u32,
+        limit_bytes: usize,
         max_attempts: i64,
     ) -> Result<Vec<Claimed>, DbError> {
         self.with_schema(async |db: &Db| {
@@ -208,11 +201,11 @@ impl Db {
                     &[
                         Value::Integer(waiting_lease_ms),
                         text(runner),
-                        text(&quick.tools_json),
-                        Value::Integer(quick.max_params_bytes as i64),
+                        text(bounded_tools_json),
+                        Value::Integer(QUICK_PARAMS_BYTES as i64),
                         Value::Integer(max_attempts),
                         Value::Integer(i64::from(limit)),
-                        Value::Integer(quick.batch_params_bytes as i64),
+                        Value::Integer(limit_bytes as i64),
                     ],
                 )
                 .await?;
