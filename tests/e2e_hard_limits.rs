@@ -356,3 +356,77 @@ fn the_spinkube_liveness_check_is_the_hard_limit_of_a_worker_pod() {
     );
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
+
+/// A process's environment variable and command line, from /proc.
+fn env_and_args(pid: u32) -> (HashMap<String, String>, Vec<String>) {
+    let split = |path: String| -> Vec<String> {
+        std::fs::read(path)
+            .unwrap_or_default()
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    };
+    let env = split(format!("/proc/{pid}/environ"))
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    (env, split(format!("/proc/{pid}/cmdline")))
+}
+
+/// `scripts/up` runs Spin's Tokio runtime on one thread in the HTTP process, which
+/// runs no tool code under a supervisor, and on one thread per subscription loop in
+/// each worker; it lets the HTTP instances live for 10 000 requests. With inline runs
+/// (no worker) the HTTP process keeps Spin's default: a looping tool there must not
+/// hold the only thread.
+#[test]
+fn scripts_up_sizes_each_process_s_runtime_for_what_it_runs() {
+    let app = TestApp::start_with(Options {
+        workers: 1,
+        worker_loops: Some(2),
+        ..Options::default()
+    });
+    app.wait_for_workers(2);
+    let processes: Vec<_> = app.spin_pids().into_iter().map(env_and_args).collect();
+    let http: Vec<_> = processes
+        .iter()
+        .filter(|(_, args)| args.iter().any(|a| a == "tools"))
+        .collect();
+    let workers: Vec<_> = processes
+        .iter()
+        .filter(|(_, args)| args.iter().any(|a| a == "job-worker"))
+        .collect();
+    assert!(!http.is_empty() && !workers.is_empty(), "{processes:?}");
+    for (env, args) in &http {
+        assert_eq!(
+            env.get("TOKIO_WORKER_THREADS").map(String::as_str),
+            Some("1"),
+            "{args:?}"
+        );
+    }
+    let (_, up) = http
+        .iter()
+        .find(|(_, args)| args.iter().any(|a| a == "up"))
+        .expect("the HTTP `spin up`");
+    let reuse = up.iter().position(|a| a == "--max-instance-reuse-count");
+    assert_eq!(reuse.map(|i| up[i + 1].as_str()), Some("10000"), "{up:?}");
+    for (env, args) in &workers {
+        assert_eq!(
+            env.get("TOKIO_WORKER_THREADS").map(String::as_str),
+            Some("2"),
+            "{args:?}"
+        );
+    }
+    drop(app);
+
+    let inline = TestApp::start_with(Options {
+        workers: 0,
+        ..Options::default()
+    });
+    for (env, args) in inline.spin_pids().into_iter().map(env_and_args) {
+        assert_eq!(env.get("TOKIO_WORKER_THREADS"), None, "{args:?}");
+    }
+}

@@ -398,30 +398,7 @@ impl Db {
         f: &ListFilter,
         owner: Option<&str>,
     ) -> Result<(Vec<JobRecord>, bool), DbError> {
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
-        let mut params = Vec::new();
-        if let Some(owner) = owner {
-            sql.push_str(" AND owner = ?");
-            params.push(text(owner));
-        }
-        if let Some(status) = f.status {
-            sql.push_str(" AND status = ?");
-            params.push(text(status.as_str()));
-        }
-        if let Some(tool) = &f.tool {
-            sql.push_str(" AND tool = ?");
-            params.push(text(tool.as_str()));
-        }
-        if let Some(Cursor { created_ms, id }) = &f.cursor {
-            sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
-            params.extend([
-                Value::Integer(*created_ms),
-                Value::Integer(*created_ms),
-                id_value(id),
-            ]);
-        }
-        sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
-        params.push(Value::Integer(i64::from(f.limit) + 1));
+        let (sql, params) = list_sql(f, owner);
         self.with_schema(async |db: &Db| {
             // A page is many rows: packed into one (see `Db::execute_packed`).
             let mut rows = records(&db.execute_packed(RECORD_NAMES, &sql, &params).await?)?;
@@ -945,10 +922,10 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
+                    "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_asc \
                    WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
                  UNION ALL \
-                 SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status \
+                 SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_asc \
                    WHERE status = 'running' AND lease_ms < ? LIMIT 1) \
                  LIMIT 1",
                     &[Value::Integer(now_ms)],
@@ -969,7 +946,7 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status \
+                    "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status_asc \
                  WHERE status = 'running' AND substr(runner, 1, length(?)) = ?",
                     &[text(runner_prefix), text(runner_prefix)],
                 )
@@ -993,7 +970,7 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status \
+                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status_asc \
                    WHERE status = 'queued' AND created_ms < ?) AS waiting",
                     &[Value::Integer(before_ms)],
                 )
@@ -1084,6 +1061,36 @@ fn submissions_statement(jobs: &[NewJob<'_>]) -> (String, Vec<Value>) {
         ]);
     }
     (submissions_sql(jobs.len()), params)
+}
+
+/// The query of one page of the job list, newest first, and its parameters (one row
+/// more than the page, to tell whether there is another).
+pub fn list_sql(f: &ListFilter, owner: Option<&str>) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut params = Vec::new();
+    if let Some(owner) = owner {
+        sql.push_str(" AND owner = ?");
+        params.push(text(owner));
+    }
+    if let Some(status) = f.status {
+        sql.push_str(" AND status = ?");
+        params.push(text(status.as_str()));
+    }
+    if let Some(tool) = &f.tool {
+        sql.push_str(" AND tool = ?");
+        params.push(text(tool.as_str()));
+    }
+    if let Some(Cursor { created_ms, id }) = &f.cursor {
+        sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
+        params.extend([
+            Value::Integer(*created_ms),
+            Value::Integer(*created_ms),
+            id_value(id),
+        ]);
+    }
+    sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
+    params.push(Value::Integer(i64::from(f.limit) + 1));
+    (sql, params)
 }
 
 #[cfg(test)]

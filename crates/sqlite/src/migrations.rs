@@ -38,6 +38,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         sql: include_str!("../../../migrations/0007_start_event.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../../../migrations/0008_lean_indexes.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).

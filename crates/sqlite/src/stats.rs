@@ -5,6 +5,17 @@ use crate::{Db, DbError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The count and mean of completed jobs' durations. Naming the duration index makes a
+/// database without it a schema error, which migrates it (see `Db::with_schema`).
+pub const DURATION_SUMMARY_SQL: &str = "SELECT COUNT(duration_ms) AS n, AVG(duration_ms) AS mean \
+     FROM jobs INDEXED BY jobs_by_duration \
+     WHERE status = 'completed' AND duration_ms IS NOT NULL";
+
+/// The completed jobs' duration at an offset, in duration order (a percentile).
+pub const DURATION_AT_OFFSET_SQL: &str =
+    "SELECT duration_ms FROM jobs WHERE status = 'completed' AND duration_ms IS NOT NULL \
+     ORDER BY duration_ms LIMIT 1 OFFSET ?";
+
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct JobStats {
     pub total: i64,
@@ -34,14 +45,18 @@ impl Db {
     pub async fn job_stats(&self) -> Result<JobStats, DbError> {
         self.with_schema(async |db: &Db| {
             let mut stats = JobStats::default();
-            let r = db.execute(
-                "SELECT tool, status, COUNT(*) AS n FROM jobs GROUP BY tool, status",
-                &[],
-            ).await?;
+            let r = db
+                .execute(
+                    "SELECT tool, status, COUNT(*) AS n FROM jobs GROUP BY tool, status",
+                    &[],
+                )
+                .await?;
             for row in r.rows() {
-                let (Some(tool), Some(status), Some(n)) =
-                    (row.get::<&str>("tool"), row.get::<&str>("status"), row.get::<i64>("n"))
-                else {
+                let (Some(tool), Some(status), Some(n)) = (
+                    row.get::<&str>("tool"),
+                    row.get::<&str>("status"),
+                    row.get::<i64>("n"),
+                ) else {
                     continue;
                 };
                 stats.total += n;
@@ -53,14 +68,7 @@ impl Db {
             for s in ["queued", "running", "completed", "failed", "cancelled"] {
                 stats.by_status.entry(s.to_string()).or_default();
             }
-            let r = db.execute(
-                // Naming the version-2 index makes a database without it a schema
-                // error, which migrates it (see `Db::with_schema`).
-                "SELECT COUNT(duration_ms) AS n, AVG(duration_ms) AS mean \
-                 FROM jobs INDEXED BY jobs_by_duration \
-                 WHERE status = 'completed' AND duration_ms IS NOT NULL",
-                &[],
-            ).await?;
+            let r = db.execute(DURATION_SUMMARY_SQL, &[]).await?;
             let row = r.rows().next();
             let n = row.as_ref().and_then(|r| r.get::<i64>("n")).unwrap_or(0);
             let mean = row.as_ref().and_then(|r| r.get::<f64>("mean"));
@@ -68,12 +76,16 @@ impl Db {
                 if n == 0 {
                     return Ok(None);
                 }
-                let r = db.execute(
-                    "SELECT duration_ms FROM jobs WHERE status = 'completed' AND duration_ms IS NOT NULL \
-                     ORDER BY duration_ms LIMIT 1 OFFSET ?",
-                    &[Value::Integer(percentile_offset(n, p))],
-                ).await?;
-                let v = r.rows().next().and_then(|row| row.get::<i64>("duration_ms"));
+                let r = db
+                    .execute(
+                        DURATION_AT_OFFSET_SQL,
+                        &[Value::Integer(percentile_offset(n, p))],
+                    )
+                    .await?;
+                let v = r
+                    .rows()
+                    .next()
+                    .and_then(|row| row.get::<i64>("duration_ms"));
                 Ok(v)
             };
             stats.durations_ms = Durations {
@@ -83,7 +95,8 @@ impl Db {
                 p95: pick(0.95).await?,
             };
             Ok(stats)
-        }).await
+        })
+        .await
     }
 }
 

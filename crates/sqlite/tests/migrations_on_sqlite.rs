@@ -534,3 +534,222 @@ mod batch {
         assert_eq!(status(&conn, "b").0, "running");
     }
 }
+
+/// The migrations up to `version` applied to `conn`.
+fn migrate_to(conn: &Connection, version: u32) {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= version) {
+        for statement in statements(m.sql) {
+            conn.execute(&statement, [])
+                .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
+        }
+    }
+}
+
+fn events(conn: &Connection) -> Vec<(i64, String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT seq, job_id, event FROM job_events ORDER BY seq")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn the_lean_indexes_migration_keeps_every_event_and_the_triggers_that_write_them() {
+    let conn = Connection::open_in_memory().unwrap();
+    migrate_to(&conn, 7);
+    for id in ["job-1", "job-2"] {
+        conn.execute(SUBMIT, rusqlite::params![id, "{}"]).unwrap();
+    }
+    conn.execute(
+        "UPDATE jobs SET started_ms = 50, started_event = '{}' WHERE id = 'job-1'",
+        [],
+    )
+    .unwrap();
+    let before = events(&conn);
+    assert_eq!(before.len(), 3);
+
+    migrate_to_latest_from(&conn, 7);
+    assert_eq!(events(&conn), before, "the events and their numbers stay");
+    // Both triggers are back: a submission and a start each write their event, numbered
+    // after the last one.
+    conn.execute(SUBMIT, rusqlite::params!["job-3", "{}"])
+        .unwrap();
+    conn.execute(
+        "UPDATE jobs SET started_ms = 60, started_event = '{}' WHERE id = 'job-2'",
+        [],
+    )
+    .unwrap();
+    let after = events(&conn);
+    let last = before.last().unwrap().0;
+    assert_eq!(
+        after[before.len()..],
+        [
+            (last + 1, "job-3".to_string(), "job_created".to_string()),
+            (last + 2, "job-2".to_string(), "job_started".to_string()),
+        ]
+    );
+    let sequence_rows: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'job_events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        sequence_rows, 0,
+        "no AUTOINCREMENT counter is kept any more"
+    );
+}
+
+fn migrate_to_latest_from(conn: &Connection, version: u32) {
+    for m in MIGRATIONS.iter().filter(|m| m.version > version) {
+        for statement in statements(m.sql) {
+            conn.execute(&statement, [])
+                .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
+        }
+    }
+}
+
+/// SQLite's plan for `sql`, its detail lines joined.
+fn plan(conn: &Connection, sql: &str) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut rows = stmt.raw_query();
+    let mut lines = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        lines.push(row.get::<_, String>(3).unwrap());
+    }
+    lines.join("; ")
+}
+
+#[test]
+fn the_list_and_the_claim_read_an_index_in_their_order() {
+    use data20_domain::{Cursor, JobId, JobStatus, ListFilter, ToolName};
+    let conn = migrated();
+    let cursor = || {
+        Some(Cursor {
+            created_ms: 42,
+            id: JobId::new(),
+        })
+    };
+    let tool = || Some(ToolName::parse("text_stats").unwrap());
+    let lists = [
+        (
+            ListFilter {
+                status: None,
+                tool: None,
+                limit: 50,
+                cursor: None,
+            },
+            None,
+        ),
+        (
+            ListFilter {
+                status: None,
+                tool: None,
+                limit: 50,
+                cursor: cursor(),
+            },
+            None,
+        ),
+        (
+            ListFilter {
+                status: Some(JobStatus::Queued),
+                tool: None,
+                limit: 50,
+                cursor: cursor(),
+            },
+            None,
+        ),
+        (
+            ListFilter {
+                status: None,
+                tool: tool(),
+                limit: 50,
+                cursor: None,
+            },
+            None,
+        ),
+        (
+            ListFilter {
+                status: None,
+                tool: tool(),
+                limit: 50,
+                cursor: None,
+            },
+            Some("key-1"),
+        ),
+        (
+            ListFilter {
+                status: None,
+                tool: None,
+                limit: 50,
+                cursor: cursor(),
+            },
+            Some("key-1"),
+        ),
+    ];
+    for (filter, owner) in &lists {
+        let (sql, _) = data20_sqlite::jobs::list_sql(filter, *owner);
+        let plan = plan(&conn, &sql);
+        assert!(
+            plan.contains("USING INDEX") && !plan.contains("TEMP B-TREE"),
+            "{filter:?} {owner:?}: {plan}"
+        );
+    }
+    let claim = plan(&conn, &data20_sqlite::batch::claim_sql());
+    assert!(claim.contains("INDEX jobs_by_status_asc"), "{claim}");
+    for sql in [
+        data20_sqlite::stats::DURATION_SUMMARY_SQL,
+        data20_sqlite::stats::DURATION_AT_OFFSET_SQL,
+    ] {
+        let plan = plan(&conn, sql);
+        assert!(plan.contains("COVERING INDEX jobs_by_duration"), "{plan}");
+    }
+}
+
+/// WAL frames (pages) one single-job submission commits, on a file with `jobs` jobs.
+fn frames_per_submission(jobs: usize) -> f64 {
+    let path = std::env::temp_dir().join(format!(
+        "data20-pages-{}-{}.db",
+        std::process::id(),
+        JOB_FILE_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    migrate_to(&conn, latest(MIGRATIONS));
+    let submit = |i: usize| {
+        // Ids grow with time, as UUID v7 ids do.
+        conn.execute(
+            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
+             VALUES (?, 'text_stats', '{\"text\":\"hello\"}', ?, 'worker', 'job_created', '{}')",
+            rusqlite::params![format!("{i:012}-7000-8000-000000000000"), 1_000_000 + i as i64],
+        )
+        .unwrap();
+    };
+    (0..jobs).for_each(submit);
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let wal = path.with_extension("db-wal");
+    let before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    (jobs..jobs + 100).for_each(submit);
+    let after = std::fs::metadata(&wal).unwrap().len();
+    drop(conn);
+    for suffix in ["db", "db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(path.with_extension(suffix));
+    }
+    let header = if before == 0 { 32 } else { 0 };
+    (after - before - header) as f64 / (4096.0 + 24.0) / 100.0
+}
+
+static JOB_FILE_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[test]
+fn a_submission_commits_at_most_nine_pages() {
+    // Thirteen before the lean indexes: three descending indexes rebalanced at their
+    // left edge, two full indexes a new job does not need, and sqlite_sequence.
+    let frames = frames_per_submission(5_000);
+    assert!(frames <= 9.0, "{frames:.2} pages a submission");
+}

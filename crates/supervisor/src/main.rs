@@ -49,6 +49,8 @@ struct Config {
     runtime_config: Option<String>,
     redis_url: String,
     memory_limit: Option<String>,
+    /// Tokio worker threads per worker process (`TOKIO_WORKER_THREADS`).
+    runtime_threads: String,
 }
 
 impl Config {
@@ -74,6 +76,7 @@ impl Config {
             redis_url: var("SPIN_VARIABLE_REDIS_URL")
                 .unwrap_or_else(|| data20_domain::settings::defaults::REDIS_URL.into()),
             memory_limit: var("SPIN_MAX_INSTANCE_MEMORY"),
+            runtime_threads: runtime_threads(var("TOKIO_WORKER_THREADS"), loops),
         })
     }
 }
@@ -96,6 +99,14 @@ fn worker_loops(raw: &str) -> Result<usize> {
              (the manifest declares {MAX_LOOPS} worker loops)"
         ),
     }
+}
+
+/// Tokio worker threads for a worker process: the caller's `TOKIO_WORKER_THREADS`, or
+/// one per subscription loop. Spin's default is one per core; a loop handles one message
+/// at a time, so more threads only wake each other (with one thread per process the
+/// workers spent about a tenth less CPU per job, docs/BENCHMARKS.md).
+fn runtime_threads(inherited: Option<String>, loops: usize) -> String {
+    inherited.unwrap_or_else(|| loops.to_string())
 }
 
 /// The `spin up -c` arguments that run `loops` worker loops in one process.
@@ -129,7 +140,8 @@ impl Worker {
     fn start(config: &Config, slot: usize) -> Result<Worker> {
         let id = format!("{slot}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let mut cmd = Command::new("spin");
-        cmd.arg("up")
+        cmd.env("TOKIO_WORKER_THREADS", &config.runtime_threads)
+            .arg("up")
             .arg("-f")
             .arg(&config.manifest)
             .arg("--state-dir")
@@ -567,6 +579,8 @@ mod tests {
             include_str!("../../../migrations/0004_hard_limits.sql"),
             include_str!("../../../migrations/0005_one_statement_submit.sql"),
             include_str!("../../../migrations/0006_api_keys.sql"),
+            include_str!("../../../migrations/0007_start_event.sql"),
+            include_str!("../../../migrations/0008_lean_indexes.sql"),
         ] {
             conn.execute_batch(sql).unwrap();
         }
@@ -616,6 +630,13 @@ mod tests {
                 "{component} has no trigger in spin.toml"
             );
         }
+    }
+
+    #[test]
+    fn a_worker_runs_a_runtime_thread_per_loop_unless_told_otherwise() {
+        assert_eq!(runtime_threads(None, 1), "1");
+        assert_eq!(runtime_threads(None, 3), "3");
+        assert_eq!(runtime_threads(Some("2".into()), 1), "2");
     }
 
     #[test]
