@@ -173,14 +173,19 @@ def seed_jobs(state_dir, n):
     db.close()
 
 
+def queued_or_running(port):
+    """The app's jobs still queued or running (its /api/stats)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/api/stats")
+    by_status = json.loads(c.getresponse().read())["jobs"]["by_status"]
+    return by_status.get("queued", 0) + by_status.get("running", 0)
+
+
 def wait_drained(port, timeout=300):
     """Waits until the app has no queued or running job left."""
     end = time.time() + timeout
     while time.time() < end:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        c.request("GET", "/api/stats")
-        by_status = json.loads(c.getresponse().read())["jobs"]["by_status"]
-        if by_status.get("queued", 0) + by_status.get("running", 0) == 0:
+        if queued_or_running(port) == 0:
             return
         time.sleep(0.2)
     sys.exit("bench: the worker did not finish the accepted jobs in time")
@@ -343,7 +348,9 @@ def worker_drain(redis_port, work, duration):
     queued = int(re.search(r"ACCEPTED (\d+)", out).group(1))
     worker = spawn(["spin", "up", "-f", "spin.toml", "-c", "job-worker", "--state-dir", state,
                     "--variable", "worker_id=drain"],
-                   {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
+                   # One runtime thread, as data20-supervisor runs a one-loop worker.
+                   {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+                    "TOKIO_WORKER_THREADS": "1"},
                    open(os.path.join(work, "drain-worker.log"), "w"))
     r = Redis(redis_port)
     end = time.time() + 60
@@ -352,7 +359,13 @@ def worker_drain(redis_port, work, duration):
             sys.exit("bench: the draining worker did not subscribe")
         time.sleep(0.2)
     cpu0 = cpu_seconds(worker.pid)
-    r.cmd("PUBLISH", "job_queue", '{"event":"job_created"}')
+    # A Redis trigger counts as subscribed from its first SUBSCRIBE, and a message sent
+    # before it reads them can be missed (seen once): wake it again until it starts.
+    for _ in range(10):
+        r.cmd("PUBLISH", "job_queue", '{"event":"job_created"}')
+        time.sleep(2)
+        if queued_or_running(port) < queued:
+            break
     wait_drained(port)
     return {"jobs": queued, "worker_us": (cpu_seconds(worker.pid) - cpu0) / max(queued, 1) * 1e6}
 

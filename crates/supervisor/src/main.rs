@@ -17,7 +17,8 @@
 //! `DATA20_STATE_DIR` (default `.spin`; the SQLite file is `sqlite_db.db` in it),
 //! `DATA20_MANIFEST` (default `spin.toml`), `DATA20_RUNTIME_CONFIG` (optional),
 //! `SPIN_VARIABLE_REDIS_URL`, `SPIN_MAX_INSTANCE_MEMORY` (passed on to the workers so
-//! their errors name it). SIGTERM or SIGINT stops every worker it started.
+//! their errors name it), `TOKIO_WORKER_THREADS` (the workers' runtime threads; default
+//! one per loop). SIGTERM or SIGINT stops every worker it started.
 
 // pre_exec (setpgid, PR_SET_PDEATHSIG) and kill(2) on the workers' process groups.
 #![allow(unsafe_code)]
