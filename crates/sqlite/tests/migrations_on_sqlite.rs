@@ -8,13 +8,18 @@ use rusqlite::Connection;
 
 fn migrated() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    for m in MIGRATIONS {
+    apply(&conn, ..);
+    conn
+}
+
+/// The migrations whose versions are in `versions`, applied to `conn` in order.
+fn apply(conn: &Connection, versions: impl std::ops::RangeBounds<u32>) {
+    for m in MIGRATIONS.iter().filter(|m| versions.contains(&m.version)) {
         for statement in statements(m.sql) {
             conn.execute(&statement, [])
                 .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
         }
     }
-    conn
 }
 
 #[test]
@@ -535,16 +540,6 @@ mod batch {
     }
 }
 
-/// The migrations up to `version` applied to `conn`.
-fn migrate_to(conn: &Connection, version: u32) {
-    for m in MIGRATIONS.iter().filter(|m| m.version <= version) {
-        for statement in statements(m.sql) {
-            conn.execute(&statement, [])
-                .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
-        }
-    }
-}
-
 fn events(conn: &Connection) -> Vec<(i64, String, String)> {
     let mut stmt = conn
         .prepare("SELECT seq, job_id, event FROM job_events ORDER BY seq")
@@ -558,7 +553,7 @@ fn events(conn: &Connection) -> Vec<(i64, String, String)> {
 #[test]
 fn the_lean_indexes_migration_keeps_every_event_and_the_triggers_that_write_them() {
     let conn = Connection::open_in_memory().unwrap();
-    migrate_to(&conn, 7);
+    apply(&conn, ..=7);
     for id in ["job-1", "job-2"] {
         conn.execute(SUBMIT, rusqlite::params![id, "{}"]).unwrap();
     }
@@ -570,7 +565,7 @@ fn the_lean_indexes_migration_keeps_every_event_and_the_triggers_that_write_them
     let before = events(&conn);
     assert_eq!(before.len(), 3);
 
-    migrate_to_latest_from(&conn, 7);
+    apply(&conn, 8..);
     assert_eq!(events(&conn), before, "the events and their numbers stay");
     // Both triggers are back: a submission and a start each write their event, numbered
     // after the last one.
@@ -601,15 +596,6 @@ fn the_lean_indexes_migration_keeps_every_event_and_the_triggers_that_write_them
         sequence_rows, 0,
         "no AUTOINCREMENT counter is kept any more"
     );
-}
-
-fn migrate_to_latest_from(conn: &Connection, version: u32) {
-    for m in MIGRATIONS.iter().filter(|m| m.version > version) {
-        for statement in statements(m.sql) {
-            conn.execute(&statement, [])
-                .unwrap_or_else(|e| panic!("migration {}: {e}\n{statement}", m.version));
-        }
-    }
 }
 
 /// SQLite's plan for `sql`, its detail lines joined.
@@ -719,7 +705,7 @@ fn frames_per_submission(jobs: usize) -> f64 {
     let conn = Connection::open(&path).unwrap();
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
-    migrate_to(&conn, latest(MIGRATIONS));
+    apply(&conn, ..);
     let submit = |i: usize| {
         // Ids grow with time, as UUID v7 ids do.
         conn.execute(
