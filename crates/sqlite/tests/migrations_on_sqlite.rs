@@ -620,61 +620,19 @@ fn the_list_and_the_claim_read_an_index_in_their_order() {
         })
     };
     let tool = || Some(ToolName::parse("text_stats").unwrap());
+    let filter = |status, tool, cursor| ListFilter {
+        status,
+        tool,
+        limit: 50,
+        cursor,
+    };
     let lists = [
-        (
-            ListFilter {
-                status: None,
-                tool: None,
-                limit: 50,
-                cursor: None,
-            },
-            None,
-        ),
-        (
-            ListFilter {
-                status: None,
-                tool: None,
-                limit: 50,
-                cursor: cursor(),
-            },
-            None,
-        ),
-        (
-            ListFilter {
-                status: Some(JobStatus::Queued),
-                tool: None,
-                limit: 50,
-                cursor: cursor(),
-            },
-            None,
-        ),
-        (
-            ListFilter {
-                status: None,
-                tool: tool(),
-                limit: 50,
-                cursor: None,
-            },
-            None,
-        ),
-        (
-            ListFilter {
-                status: None,
-                tool: tool(),
-                limit: 50,
-                cursor: None,
-            },
-            Some("key-1"),
-        ),
-        (
-            ListFilter {
-                status: None,
-                tool: None,
-                limit: 50,
-                cursor: cursor(),
-            },
-            Some("key-1"),
-        ),
+        (filter(None, None, None), None),
+        (filter(None, None, cursor()), None),
+        (filter(Some(JobStatus::Queued), None, cursor()), None),
+        (filter(None, tool(), None), None),
+        (filter(None, tool(), None), Some("key-1")),
+        (filter(None, None, cursor()), Some("key-1")),
     ];
     for (filter, owner) in &lists {
         let (sql, _) = data20_sqlite::jobs::list_sql(filter, *owner);
