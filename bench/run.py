@@ -503,9 +503,12 @@ def main():
                      f"the wasip2 one, ×{post['rps'] / accept_floor_p3['rps']:.2f} the WASIp3 one, "
                      f"×{post['rps'] / grouped_floor['rps']:.2f} the WASIp3 group commit "
                      f"(the POST row's CPU includes running the job).")
-        batch = re.search(r"pub const BATCH_SIZE: u32 = (\d+);",
-                          open(os.path.join(ROOT, "crates/jobs/src/lib.rs")).read()).group(1)
-        lines.append(f"Worker batch size (data20_jobs::BATCH_SIZE): {batch} jobs per claim; "
+        jobs_src = open(os.path.join(ROOT, "crates/jobs/src/lib.rs")).read()
+        jobs_const = lambda name, ty: re.search(
+            rf"pub const {name}: {ty} = (?:Duration::from_millis\()?(\d+)", jobs_src).group(1)
+        lines.append(f"Worker batch size (data20_jobs::BATCH_SIZE): {jobs_const('BATCH_SIZE', 'u32')} jobs per claim; "
+                     f"after a claim with room for more, a wait of {jobs_const('LINGER_PER_JOB', 'Duration')} ms "
+                     f"per job it took, at most {jobs_const('MAX_LINGER', 'Duration')} ms; "
                      f"worker loops per process: scripts/up's default (DATA20_WORKER_LOOPS).")
         lines.append(f"Worker alone (bench/run.py worker_drain): {drain['jobs']} queued text_stats jobs "
                      f"drained by one worker, {drain['worker_us']:.0f} µs of its Spin CPU a job.")
