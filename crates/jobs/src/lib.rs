@@ -1409,10 +1409,6 @@ fn is_quick(registry: &Registry, claimed: &Claimed) -> bool {
         .is_some_and(|t| t.runs_quickly(&claimed.params))
 }
 
-/// Whether a claim of quick jobs found fewer than it could take (by count and by
-/// bytes, with room left for the largest quick job): the queue is empty, or it
-/// stopped before a slow job, which is claimed alone. A claim of a slow job says
-/// nothing of the queue.
 /// How long a drain waits after `claimed` before its next claim: nothing after a full
 /// claim (more are waiting), a slow job or none; else [`LINGER_PER_JOB`] for each job
 /// it took, at most [`MAX_LINGER`]. So the wait follows the arrival rate: jobs trickling
@@ -1431,6 +1427,10 @@ fn linger_after(registry: &Registry, claimed: &[Claimed]) -> Duration {
     }
 }
 
+/// Whether a claim of quick jobs found fewer than it could take (by count and by
+/// bytes, with room left for the largest quick job): the queue is empty, or it
+/// stopped before a slow job, which is claimed alone. A claim of a slow job says
+/// nothing of the queue.
 fn drained_the_queue(registry: &Registry, claimed: &[Claimed]) -> bool {
     let bytes: usize = claimed.iter().map(|c| c.params.len()).sum();
     !claimed.is_empty()
@@ -1501,15 +1501,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_drain_lingers_only_after_a_claim_that_could_have_taken_more() {
-        let registry = Registry::load_dir(std::path::Path::new(concat!(
+    fn shipped_registry() -> Registry {
+        Registry::load_dir(std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../registry"
         )))
-        .unwrap();
-        let small =
-            |n: usize| -> Vec<Claimed> { (0..n).map(|_| claimed("text_stats", 200)).collect() };
+        .unwrap()
+    }
+
+    /// A claim of `n` small quick jobs.
+    fn small(n: usize) -> Vec<Claimed> {
+        (0..n).map(|_| claimed("text_stats", 200)).collect()
+    }
+
+    #[test]
+    fn a_drain_lingers_only_after_a_claim_that_could_have_taken_more() {
+        let registry = shipped_registry();
         assert!(drained_the_queue(&registry, &small(3)));
         assert!(
             !drained_the_queue(&registry, &small(BATCH_SIZE as usize)),
@@ -1526,13 +1533,7 @@ mod tests {
 
     #[test]
     fn a_drain_lingers_longer_the_more_its_last_claim_took() {
-        let registry = Registry::load_dir(std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../registry"
-        )))
-        .unwrap();
-        let small =
-            |n: usize| -> Vec<Claimed> { (0..n).map(|_| claimed("text_stats", 200)).collect() };
+        let registry = shipped_registry();
         assert_eq!(linger_after(&registry, &small(1)), LINGER_PER_JOB);
         assert_eq!(linger_after(&registry, &small(10)), LINGER_PER_JOB * 10);
         assert!(linger_after(&registry, &small(10)) < MAX_LINGER);
