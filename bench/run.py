@@ -18,7 +18,8 @@ at once share one multi-row INSERT and one PUBLISH, the product's design). Then 
 subscriber counts `job_completed` on `job_updates`, for the product and for the job
 floor (bench/jobs-floor.toml: the accept floor plus a Redis-trigger worker that drains,
 claims, completes and announces jobs with no product logic) and the same floor with the
-WASIp3 group-commit accept floor (bench/jobs-floor-p3.toml). And one worker alone
+WASIp3 group-commit accept floor (bench/jobs-floor-p3.toml), also behind the product's
+gate script (floor_gate=true: the rate limiter's round trip first). And one worker alone
 draining a queue of small text_stats jobs: its CPU per job, the cost of its batches.
 
 Each route is measured in several rounds, interleaved with the floors (these machines
@@ -140,17 +141,20 @@ def start_app(name, redis_port, state_dir, workers=0, variables=None):
     return port, proc.pid
 
 
-def start_jobs_floor(name, work):
-    """Starts bench/{name}.toml on a redis-server of its own; answers (port, redis port)."""
+def start_jobs_floor(name, work, gate=False):
+    """Starts bench/{name}.toml on a redis-server of its own; answers (port, redis port).
+    gate: `POST /api/run` passes the product's gate script first (`floor_gate`)."""
     redis_port = free_port()
     spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
            "--appendonly", "no"])
     time.sleep(0.5)
     port = free_port()
+    label = f"{name}-gated" if gate else name
     spawn(["spin", "up", "-f", f"bench/{name}.toml", "--listen", f"127.0.0.1:{port}",
-           "--state-dir", os.path.join(work, name)],
-          {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"},
-          open(os.path.join(work, f"{name}.log"), "w"))
+           "--state-dir", os.path.join(work, label)],
+          {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
+           "SPIN_VARIABLE_FLOOR_GATE": "true" if gate else "false"},
+          open(os.path.join(work, f"{label}.log"), "w"))
     wait_http(port, "/api/stats")
     return port, redis_port
 
@@ -404,6 +408,9 @@ def main():
         # kept), as the product's run component is.
         jobs_floor, jobs_floor_redis = start_jobs_floor("jobs-floor", work)
         jobs_floor_p3, jobs_floor_p3_redis = start_jobs_floor("jobs-floor-p3", work)
+        # The same behind the product's gate (its limiter script, one round trip): the
+        # least a rate-limited durable submission costs.
+        jobs_floor_gated, jobs_floor_gated_redis = start_jobs_floor("jobs-floor-p3", work, gate=True)
 
         main_port, main_pg = start_app("main", redis_port, os.path.join(work, "main"), workers=1)
         nocache_port, nocache_pg = start_app("nocache", redis_port, os.path.join(work, "nocache"),
@@ -471,12 +478,14 @@ def main():
             print(f"  round {rnd + 1}: {label:<34} {res['rps']:>7.0f} req/s", file=sys.stderr)
         rows = [(label, median_of(runs[label])) for label, *_ in routes]
         by_label = dict(rows)
-        throughput, floor_throughput, floor_p3_throughput = [], [], []
+        throughput, floor_throughput, floor_p3_throughput, floor_gated_throughput = [], [], [], []
         for _ in range(args.rounds):
             throughput.append(jobs_throughput(main_port, redis_port, work, args.jobs_duration))
             floor_throughput.append(jobs_throughput(jobs_floor, jobs_floor_redis, work, args.jobs_duration))
             floor_p3_throughput.append(
                 jobs_throughput(jobs_floor_p3, jobs_floor_p3_redis, work, args.jobs_duration))
+            floor_gated_throughput.append(
+                jobs_throughput(jobs_floor_gated, jobs_floor_gated_redis, work, args.jobs_duration))
         drain = worker_drain(redis_port, work, args.jobs_duration)
         rt = round_trip(main_port, redis_port, 200)
         rss = peak_rss_mb()
@@ -513,7 +522,8 @@ def main():
         lines.append(f"Worker alone (bench/run.py worker_drain): {drain['jobs']} queued text_stats jobs "
                      f"drained by one worker, {drain['worker_us']:.0f} µs of its Spin CPU a job.")
         for name, runs_ in (("End-to-end jobs", throughput), ("Job floor (bench/jobs-floor.toml)", floor_throughput),
-                            ("Job floor on WASIp3 (bench/jobs-floor-p3.toml)", floor_p3_throughput)):
+                            ("Job floor on WASIp3 (bench/jobs-floor-p3.toml)", floor_p3_throughput),
+                            ("Job floor on WASIp3 behind the gate (floor_gate=true)", floor_gated_throughput)):
             med = lambda k: statistics.median(t[k] for t in runs_)
             rounds_jobs = ", ".join(f"{t['jobs_s']:.0f}" for t in runs_)
             lines.append(f"{name} (wrk -t2 -c8 -d{args.jobs_duration}s POSTing a small text_stats job, "

@@ -20,7 +20,11 @@
 //! - `/floor/p3/accept-grouped` (and `/api/run`, for `bench/jobs-floor-p3.toml`): the
 //!   same as a group commit, the product's design (`data20_host::group`): requests
 //!   that arrive while a commit is under way share the next one, one multi-row INSERT
-//!   and one PUBLISH for them all.
+//!   and one PUBLISH for them all;
+//! - `/api/run` with the variable `floor_gate = "true"` (`bench/jobs-floor-p3.toml`
+//!   with `SPIN_VARIABLE_FLOOR_GATE=true`): the grouped accept behind the product's
+//!   gate round trip (the limiter script, as `/floor/p3/gated-get`), the least a
+//!   rate-limited durable submission costs: what `POST /api/run` must do at least.
 
 // The Spin export macros generate the ABI glue with `unsafe`.
 #![allow(unsafe_code)]
@@ -47,6 +51,11 @@ async fn handle(req: Request) -> impl IntoResponse {
         // `/api/run` in `bench/jobs-floor-p3.toml`.
         "/floor/p3/accept" | "/floor/p3/accept-grouped" | "/api/run" => {
             let path = req.uri().path().to_string();
+            if path == "/api/run" && gate_first().await {
+                if let Err(e) = gated_get().await {
+                    return reply(StatusCode::SERVICE_UNAVAILABLE, e.into_bytes());
+                }
+            }
             let body = req.into_body();
             let accepted = if path == "/floor/p3/accept" {
                 accept(body).await
@@ -271,6 +280,22 @@ async fn commit_and_publish(bodies: &[String]) -> Result<Vec<i64>, String> {
         return Err(format!("redis: {e}"));
     }
     Ok(ids)
+}
+
+thread_local! {
+    static GATE_FIRST: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether `/api/run` passes the gate first (`floor_gate`, read once per instance).
+async fn gate_first() -> bool {
+    if let Some(on) = GATE_FIRST.with(std::cell::Cell::get) {
+        return on;
+    }
+    let on = spin_sdk::variables::get("floor_gate")
+        .await
+        .is_ok_and(|v| v == "true");
+    GATE_FIRST.with(|g| g.set(Some(on)));
+    on
 }
 
 /// The instance's kept connection, opened on first use.
