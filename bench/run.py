@@ -150,11 +150,12 @@ def start_jobs_floor(name, work, gate=False):
     time.sleep(0.5)
     port = free_port()
     label = f"{name}-gated" if gate else name
+    env = {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}"}
+    if gate:
+        env["SPIN_VARIABLE_FLOOR_GATE"] = "true"
     spawn(["spin", "up", "-f", f"bench/{name}.toml", "--listen", f"127.0.0.1:{port}",
            "--state-dir", os.path.join(work, label)],
-          {"SPIN_VARIABLE_REDIS_URL": f"redis://127.0.0.1:{redis_port}",
-           "SPIN_VARIABLE_FLOOR_GATE": "true" if gate else "false"},
-          open(os.path.join(work, f"{label}.log"), "w"))
+          env, open(os.path.join(work, f"{label}.log"), "w"))
     wait_http(port, "/api/stats")
     return port, redis_port
 

@@ -47,12 +47,13 @@ async fn handle(req: Request) -> impl IntoResponse {
         "/floor/p3/hello" => return reply(StatusCode::OK, b"hello".to_vec()),
         "/floor/p3/kv-get" => kv_get().await,
         "/floor/p3/redis-get" => kept_get().await,
-        "/floor/p3/gated-get" => gated_get().await,
+        "/floor/p3/gated-get" => gated_get(true).await,
         // `/api/run` in `bench/jobs-floor-p3.toml`.
         "/floor/p3/accept" | "/floor/p3/accept-grouped" | "/api/run" => {
             let path = req.uri().path().to_string();
             if path == "/api/run" && gate_first().await {
-                if let Err(e) = gated_get().await {
+                // Not tallied, as the product's `POST /api/run` reads the registry.
+                if let Err(e) = gated_get(false).await {
                     return reply(StatusCode::SERVICE_UNAVAILABLE, e.into_bytes());
                 }
             }
@@ -105,7 +106,8 @@ async fn kept_get() -> Result<Option<Vec<u8>>, String> {
 
 /// The gate script's keys and arguments as the product passes them for one client of a
 /// never-reached limit; its body goes once (`SCRIPT LOAD`) when the server lacks it.
-async fn gated_get() -> Result<Option<Vec<u8>>, String> {
+/// `tallied`: the cache read moves the hit or miss counter, as the tools route's does.
+async fn gated_get(tallied: bool) -> Result<Option<Vec<u8>>, String> {
     use spin_sdk::redis::{RedisParameter as P, RedisResult as R};
     let conn = kept().await?;
     let script = data20_redis::gate::SCRIPT;
@@ -114,6 +116,11 @@ async fn gated_get() -> Result<Option<Vec<u8>>, String> {
         .map_or(0, |d| d.as_millis() as i64);
     let window = now_ms / 60_000;
     let text = |s: &str| P::Binary(s.as_bytes().to_vec());
+    let [hit, miss] = if tallied {
+        ["data20:stats:bench:hit", "data20:stats:bench:miss"]
+    } else {
+        ["", ""]
+    };
     let args = vec![
         text(script.sha1),
         P::Int64(6),
@@ -121,8 +128,8 @@ async fn gated_get() -> Result<Option<Vec<u8>>, String> {
         text(&format!("api:bench:{}", window - 1)),
         text("bench:floor"),
         text("data20:stats:bench_rejected"),
-        text("data20:stats:bench:hit"),
-        text("data20:stats:bench:miss"),
+        text(hit),
+        text(miss),
         P::Int64(1_000_000_000),
         P::Int64(60_000),
         P::Int64(now_ms % 60_000),
