@@ -186,8 +186,8 @@ impl Jobs<'_> {
         idempotency: IdempotencyKey<'_>,
         owner: Option<&str>,
     ) -> Result<Submitted, ApiError> {
-        let id = JobId::new();
         let now = now_ms();
+        let id = JobId::created_at(now);
         let queued = JobRecord::queued(id, spec.name.as_str(), now, Dispatch::Worker.as_str());
         let payload = self.event_json(&queued, JobEventKind::JobCreated);
         let outcome = self
@@ -247,8 +247,12 @@ impl Jobs<'_> {
         let created: Vec<Created> = batch
             .iter()
             .map(|s| {
-                let mut record =
-                    JobRecord::queued(JobId::new(), &s.tool, now, Dispatch::Worker.as_str());
+                let mut record = JobRecord::queued(
+                    JobId::created_at(now),
+                    &s.tool,
+                    now,
+                    Dispatch::Worker.as_str(),
+                );
                 let payload = self.event_json(&record, JobEventKind::JobCreated);
                 record.owner = s.owner.clone();
                 Created { record, payload }
@@ -315,8 +319,8 @@ impl Jobs<'_> {
 
     /// Retries a failed or cancelled job as a new job with the same tool and params.
     pub async fn retry(&self, old: &JobId) -> Result<(JobRecord, Dispatch), ApiError> {
-        let new_id = JobId::new();
         let now = now_ms();
+        let new_id = JobId::created_at(now);
         let created = self.transition_event(JobEventKind::JobCreated, now);
         match self
             .db

@@ -41,7 +41,7 @@ pub fn claim_sql() -> String {
                  OVER head AS slow, \
                sum(bytes) OVER head AS total \
              FROM (SELECT id, tool, length(CAST(params AS BLOB)) AS bytes, created_ms \
-                   FROM jobs INDEXED BY jobs_by_status_asc \
+                   FROM jobs INDEXED BY jobs_by_status_created \
                    WHERE status = 'queued' AND cancel_requested = 0 AND attempts < ? \
                    ORDER BY created_ms, id LIMIT ?) \
              WINDOW head AS (ORDER BY created_ms, id ROWS UNBOUNDED PRECEDING)) \

@@ -922,10 +922,10 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_asc \
+                    "SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_created \
                    WHERE status = 'queued' ORDER BY created_ms, id LIMIT 1) \
                  UNION ALL \
-                 SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_asc \
+                 SELECT id, tool FROM (SELECT id, tool FROM jobs INDEXED BY jobs_by_status_created \
                    WHERE status = 'running' AND lease_ms < ? LIMIT 1) \
                  LIMIT 1",
                     &[Value::Integer(now_ms)],
@@ -946,7 +946,7 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status_asc \
+                    "SELECT id, tool, started_ms, deadline_ms FROM jobs INDEXED BY jobs_by_status_created \
                  WHERE status = 'running' AND substr(runner, 1, length(?)) = ?",
                     &[text(runner_prefix), text(runner_prefix)],
                 )
@@ -970,7 +970,7 @@ impl Db {
         self.with_schema(async |db: &Db| {
             let r = db
                 .execute(
-                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status_asc \
+                    "SELECT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_by_status_created \
                    WHERE status = 'queued' AND created_ms < ?) AS waiting",
                     &[Value::Integer(before_ms)],
                 )
@@ -1080,15 +1080,28 @@ pub fn list_sql(f: &ListFilter, owner: Option<&str>) -> (String, Vec<Value>) {
         sql.push_str(" AND tool = ?");
         params.push(text(tool.as_str()));
     }
+    // Unfiltered, the list reads the primary key's index: a job's id sorts as its
+    // (created_ms, id) does (`JobId::created_at`, migration 9). A filter reads its own
+    // index, in (created_ms, id) order.
+    let by_id = owner.is_none() && f.status.is_none() && f.tool.is_none();
     if let Some(Cursor { created_ms, id }) = &f.cursor {
-        sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
-        params.extend([
-            Value::Integer(*created_ms),
-            Value::Integer(*created_ms),
-            id_value(id),
-        ]);
+        if by_id {
+            sql.push_str(" AND id < ?");
+            params.push(id_value(id));
+        } else {
+            sql.push_str(" AND (created_ms < ? OR (created_ms = ? AND id < ?))");
+            params.extend([
+                Value::Integer(*created_ms),
+                Value::Integer(*created_ms),
+                id_value(id),
+            ]);
+        }
     }
-    sql.push_str(" ORDER BY created_ms DESC, id DESC LIMIT ?");
+    sql.push_str(if by_id {
+        " ORDER BY id DESC LIMIT ?"
+    } else {
+        " ORDER BY created_ms DESC, id DESC LIMIT ?"
+    });
     params.push(Value::Integer(i64::from(f.limit) + 1));
     (sql, params)
 }

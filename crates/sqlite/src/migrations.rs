@@ -42,6 +42,10 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         sql: include_str!("../../../migrations/0008_lean_indexes.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../../../migrations/0009_ids_in_creation_order.sql"),
+    },
 ];
 
 /// The newest schema version among `known` (0 when there is none).

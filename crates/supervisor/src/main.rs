@@ -582,6 +582,7 @@ mod tests {
             include_str!("../../../migrations/0006_api_keys.sql"),
             include_str!("../../../migrations/0007_start_event.sql"),
             include_str!("../../../migrations/0008_lean_indexes.sql"),
+            include_str!("../../../migrations/0009_ids_in_creation_order.sql"),
         ] {
             conn.execute_batch(sql).unwrap();
         }
