@@ -30,12 +30,6 @@ impl JobId {
         JobId(Uuid::new_v7(ts))
     }
 
-    /// The instant a v7 id carries, in Unix milliseconds.
-    pub fn created_ms(&self) -> Option<i64> {
-        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
-        i64::try_from(secs * 1000 + u64::from(nanos / 1_000_000)).ok()
-    }
-
     /// Accepts the hyphenated form only, in either case; renders lower-case.
     pub fn parse(raw: &str) -> Result<JobId, ApiError> {
         if raw.len() != 36 {
@@ -346,12 +340,18 @@ mod tests {
         }
     }
 
+    /// The instant a v7 id carries, in Unix milliseconds.
+    fn carried_ms(id: &JobId) -> Option<u64> {
+        let (secs, nanos) = id.0.get_timestamp()?.to_unix();
+        Some(secs * 1000 + u64::from(nanos / 1_000_000))
+    }
+
     #[test]
     fn an_id_created_at_an_instant_carries_it_and_sorts_as_created_ms_then_id() {
         let ms = 1_764_000_000_123;
         let ids: Vec<JobId> = (0..50).map(|_| JobId::created_at(ms)).collect();
-        assert!(ids.iter().all(|id| id.created_ms() == Some(ms)));
-        assert_eq!(JobId::created_at(0).created_ms(), Some(0));
+        assert!(ids.iter().all(|id| carried_ms(id) == Some(ms as u64)));
+        assert_eq!(carried_ms(&JobId::created_at(0)), Some(0));
         // The string order (SQLite compares ids as text) is (created_ms, id) order.
         let later = JobId::created_at(ms + 1);
         let earlier = JobId::created_at(ms - 1);

@@ -22,6 +22,21 @@ fn apply(conn: &Connection, versions: impl std::ops::RangeBounds<u32>) {
     }
 }
 
+/// Queues `id`, a job of `tool` with `params`, created at `created_ms`.
+fn queued_job(conn: &Connection, id: &str, tool: &str, params: &str, created_ms: i64) {
+    conn.execute(
+        "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
+         VALUES (?, ?, ?, ?, 'worker', 'job_created', '{}')",
+        rusqlite::params![id, tool, params, created_ms],
+    )
+    .unwrap();
+}
+
+/// The single number `sql` answers (a `COUNT(*)`).
+fn count(conn: &Connection, sql: &str) -> i64 {
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 #[test]
 fn every_migration_applies_and_records_its_version() {
     let conn = migrated();
@@ -135,13 +150,10 @@ fn a_submission_that_fails_leaves_neither_row() {
     assert!(conn
         .execute(SUBMIT, rusqlite::params!["job-1", "second"])
         .is_err());
-    let events: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM job_events WHERE job_id = 'job-1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let events = count(
+        &conn,
+        "SELECT COUNT(*) FROM job_events WHERE job_id = 'job-1'",
+    );
     assert_eq!(events, 1);
 }
 
@@ -188,16 +200,6 @@ mod batch {
             .unwrap();
         ids.sort();
         ids
-    }
-
-    /// Queues `id`, a job of `tool` with `params`, created at `created_ms`.
-    fn queued_job(conn: &Connection, id: &str, tool: &str, params: &str, created_ms: i64) {
-        conn.execute(
-            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
-             VALUES (?, ?, ?, ?, 'worker', 'job_created', '{}')",
-            params![id, tool, params, created_ms],
-        )
-        .unwrap();
     }
 
     #[test]
@@ -400,13 +402,10 @@ mod batch {
         // same statement; ending a's run recorded nothing more for a.
         assert_eq!(started(&conn, "a"), [(2_000, "started a".to_string())]);
         assert_eq!(started(&conn, "b"), [(2_000, "started b".to_string())]);
-        let pending: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM jobs WHERE started_event IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let pending = count(
+            &conn,
+            "SELECT COUNT(*) FROM jobs WHERE started_event IS NOT NULL",
+        );
         assert_eq!(pending, 0, "the trigger clears the column");
         conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = 'b'", [])
             .unwrap();
@@ -505,13 +504,7 @@ mod batch {
             ],
         )
         .unwrap();
-        let outputs: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM job_outputs WHERE job_id = 'a'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let outputs = count(&conn, "SELECT COUNT(*) FROM job_outputs WHERE job_id = 'a'");
         assert_eq!(outputs, 2);
     }
 
@@ -585,13 +578,10 @@ fn the_lean_indexes_migration_keeps_every_event_and_the_triggers_that_write_them
             (last + 2, "job-2".to_string(), "job_started".to_string()),
         ]
     );
-    let sequence_rows: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'job_events'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let sequence_rows = count(
+        &conn,
+        "SELECT COUNT(*) FROM sqlite_sequence WHERE name = 'job_events'",
+    );
     assert_eq!(
         sequence_rows, 0,
         "no AUTOINCREMENT counter is kept any more"
@@ -737,12 +727,7 @@ fn the_list_of_all_jobs_by_id_pages_in_created_order_as_the_filtered_lists_do() 
         })
         .collect();
     for (created_ms, id) in &jobs {
-        conn.execute(
-            "INSERT INTO job_submissions (id, tool, params, created_ms, dispatch, event, event_payload) \
-             VALUES (?, 'text_stats', '{}', ?, 'worker', 'job_created', '{}')",
-            rusqlite::params![id.to_string(), created_ms],
-        )
-        .unwrap();
+        queued_job(&conn, &id.to_string(), "text_stats", "{}", *created_ms);
     }
     jobs.sort_by_key(|(ms, id)| (std::cmp::Reverse(*ms), std::cmp::Reverse(id.to_string())));
     let newest_first: Vec<String> = jobs.iter().map(|(_, id)| id.to_string()).collect();
@@ -808,12 +793,9 @@ fn a_database_at_version_8_is_migrated_by_its_first_claim() {
     );
     apply(&conn, 9..);
     conn.prepare(&data20_sqlite::batch::claim_sql()).unwrap();
-    let created_index: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_by_created_asc'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let created_index = count(
+        &conn,
+        "SELECT COUNT(*) FROM sqlite_master WHERE name = 'jobs_by_created_asc'",
+    );
     assert_eq!(created_index, 0);
 }

@@ -573,18 +573,8 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("sqlite_db.db");
         let conn = Connection::open(&path).unwrap();
-        for sql in [
-            include_str!("../../../migrations/0001_init.sql"),
-            include_str!("../../../migrations/0002_duration_index.sql"),
-            include_str!("../../../migrations/0003_job_control.sql"),
-            include_str!("../../../migrations/0004_hard_limits.sql"),
-            include_str!("../../../migrations/0005_one_statement_submit.sql"),
-            include_str!("../../../migrations/0006_api_keys.sql"),
-            include_str!("../../../migrations/0007_start_event.sql"),
-            include_str!("../../../migrations/0008_lean_indexes.sql"),
-            include_str!("../../../migrations/0009_ids_in_creation_order.sql"),
-        ] {
-            conn.execute_batch(sql).unwrap();
+        for migration in data20_sqlite::migrations::MIGRATIONS {
+            conn.execute_batch(migration.sql).unwrap();
         }
         (Store { path, conn: None }, dir)
     }
